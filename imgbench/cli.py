@@ -1,0 +1,237 @@
+"""Glue for the Hydra entry points (``train.py``, ``eval.py``): resolvers, a pre-flight check of the command
+line that turns every config mistake into one line before anything runs, and the task wrapper that does
+the same for errors found while a run starts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import CONFIG_GROUPS as GROUPS
+from .errors import ConfigError, UserError
+
+log = logging.getLogger("imgbench")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version")
+
+
+# ---------------------------------------------------------------------------- resolvers
+
+
+def unique_dir(path: str) -> str:
+    """``path`` if it does not exist yet, else ``path_1``, ``path_2``, ...; the folder is created atomically,
+    so two runs started in the same second never share a directory."""
+    base = Path(path)
+    candidate, i = base, 0
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return str(candidate)
+        except FileExistsError:
+            i += 1
+            candidate = base.with_name(f"{base.name}_{i}")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("imgbench_unique_dir"):
+        OmegaConf.register_new_resolver("imgbench_unique_dir", unique_dir, use_cache=True)
+
+
+class _DropAdverts(logging.Filter):
+    """Lightning prints an advertisement for a cloud logger on every run; keep logs to what matters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def setup_environment() -> None:
+    """Called by the entry scripts before Hydra starts."""
+    os.environ.setdefault("IMGBENCH_ROOT", str(REPO_ROOT))
+    register_resolvers()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+# ---------------------------------------------------------------------------- pre-flight check
+
+
+def options(group: str) -> list[str]:
+    """The config files of a group (without the internal ones that start with '_')."""
+    folder = CONF_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_")) if folder.is_dir() else []
+
+
+def _check_group_values(group: str, values: Sequence[str]) -> None:
+    for value in values:
+        if value in ("null", "None") or value is None:
+            continue
+        if not (CONF_DIR / group / f"{value}.yaml").is_file():
+            from difflib import get_close_matches
+
+            avail = options(group)
+            close = get_close_matches(str(value), avail, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown {group} '{value}'{hint}; choose one of: {', '.join(avail)} (conf/{group}/)")
+
+
+def _split_sweeps(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """The first combination of a sweep as plain overrides, and every value of each group override."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except Exception as e:  # OverrideParseException and friends
+        raise ConfigError(f"cannot parse the command line: {str(e).splitlines()[0]}") from None
+    first: list[str] = []
+    group_values: dict[str, list[str]] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:  # interval sweeps (optuna) have no finite list
+                continue
+            if not values:
+                continue
+            value = values[0]
+        else:
+            values = [o.get_value_element_as_str()]
+            value = values[0]
+        if o.is_delete():
+            first.append(o.input_line)
+            continue
+        if o.key_or_group in GROUPS and "." not in o.key_or_group:
+            group_values[o.key_or_group] = values
+        first.append(f"{key}={value}")
+    return first, group_values
+
+
+def _unknown_key(cfg: DictConfig, key: str) -> str:
+    from difflib import get_close_matches
+
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    known = list(parent.keys()) if isinstance(parent, DictConfig) else []
+    if isinstance(parent, DictConfig) and "_target_" in parent:  # the target's parameters are what may be set
+        from .config import accepted_parameters, resolve_target
+
+        fn = resolve_target(str(parent["_target_"]), parent_key)
+        accepted, open_ended = accepted_parameters(fn)
+        if not open_ended:
+            known = sorted(accepted - {"self", "params", "optimizer"})
+    close = get_close_matches(leaf, [str(k) for k in known], n=1, cutoff=0.6)
+    prefix = f"{parent_key}." if parent_key else ""
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    if isinstance(parent, DictConfig) and "_target_" in parent and not close:
+        return f"unknown config key '{key}'; {parent_key} accepts: {', '.join(map(str, known))}"
+    if close:
+        return f"unknown config key '{key}'{hint}"
+    return f"unknown config key '{key}'{hint}; to add a new key write +{key}=..."
+
+
+def compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose ``config_name`` with ``overrides`` (a single run), turning composition errors into one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=config_name):
+        try:
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as e:
+            text = str(e)
+            m = re.search(r"Could not override '([^']+)'", text)
+            if m and "not in struct" in text + str(e.__cause__):
+                plain = [o for o in overrides if "=" in o and o.split("=", 1)[0].split("@")[0] in GROUPS]
+                base = compose(config_name, overrides=plain, return_hydra_config=False)
+                raise ConfigError(_unknown_key(base, m.group(1))) from None
+            m = re.search(r"Could not find '([^']+)'", text)
+            if m:
+                raise ConfigError(f"no config '{m.group(1)}' in conf/; check the name") from None
+            first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+            cause = f" ({str(e.__cause__).splitlines()[0]})" if e.__cause__ else ""
+            raise ConfigError(f"{first}{cause}") from None
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictConfig, str], None]) -> None:
+    """Validate a command line before Hydra runs it; prints one line and exits 2 on the first problem."""
+    if any(a in _INFO_FLAGS for a in argv):
+        return
+    args = [a for a in argv if not a.startswith("-")]
+    job_args = [a for a in args if not re.match(r"^[+~]*hydra[./]", a)]
+    try:
+        first, group_values = _split_sweeps(job_args)
+        for group, values in group_values.items():
+            _check_group_values(group, values)
+        cfg = compose_checked(config_name, first)
+        sweep_params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+        for key, spec in sweep_params.items():
+            if key in GROUPS and isinstance(spec, str) and not spec.strip().startswith(("interval", "range", "tag")):
+                _check_group_values(key, [v.strip() for v in spec.split(",")])
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        validator(job, config_name)
+    except UserError as e:
+        fail(e)
+    finally:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None
+
+
+def fail(error: BaseException, code: int = 2) -> None:
+    print(f"imgbench: error: {error}", file=sys.stderr)
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------------------- the task wrapper
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run ``fn(cfg)``. A :class:`UserError` ends a single run with one line and exit status 2; in a sweep
+    it is recorded in the job's ``metrics.json`` and raised so that Hydra marks the job failed."""
+    try:
+        return fn(cfg)
+    except UserError as e:
+        log.error("%s", e)
+        if is_multirun():
+            _record_failure(cfg, e)
+            raise
+        fail(e)
+    except Exception as e:
+        if is_multirun():
+            _record_failure(cfg, e)
+        raise
+
+
+def _record_failure(cfg: DictConfig, error: BaseException) -> None:
+    from .io import write_json
+
+    try:
+        out = Path(cfg.paths.output_dir)
+        write_json(out / "metrics.json", {"status": "failed", "error": f"{type(error).__name__}: {error}"})
+    except Exception:  # never hide the original error
+        pass

@@ -1,0 +1,24 @@
+"""User-facing errors: each one is a single line that names the problem and the fix.
+
+The entry points print ``imgbench: error: <message>`` and exit with status 2 for these; any other
+exception is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user (config, data, checkpoint, paths): a one-line message, exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))  # always one line
+
+
+class ConfigError(UserError):
+    """A config value or key that cannot work."""
+
+
+class DataError(UserError):
+    """Missing, corrupt or inconsistent data."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, corrupt or belongs to another model."""

@@ -1,0 +1,133 @@
+"""Study E (CNN versus FCN thesis): the Keras 2 models, rebuilt layer for layer.
+
+Every layer has a bias, there is no batch normalisation, and the default initialisation is Keras's
+(Glorot-uniform weights, zero biases; ``init="torch"`` keeps PyTorch's). The models return logits;
+Keras's final softmax lives in the cross-entropy loss. The MNIST or CIFAR layout of the thesis follows
+the input: one channel selects the MNIST variant, three channels the CIFAR one (``variant`` overrides).
+
+Parameter counts (10 classes): MNIST CNN 98,442, MNIST FCN 74,362, CIFAR CNN 553,514, CIFAR FCN 79,184.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .layers import conv_out, keras_init_, pair
+from .registry import register_model
+
+__all__ = ["KerasCNN", "KerasFCN", "keras_cnn", "keras_fcn"]
+
+
+def _variant(variant: str, in_channels: int) -> str:
+    if variant == "auto":
+        return "mnist" if in_channels == 1 else "cifar"
+    if variant not in ("mnist", "cifar"):
+        raise ValueError(f"keras variant must be auto, mnist or cifar, got '{variant}'")
+    return variant
+
+
+class KerasCNN(nn.Module):
+    """Three conv(3x3, same)-ReLU-maxpool(2)-dropout(0.25) stages, then dense-ReLU-dropout(0.5)-dense."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int | tuple[int, int] = 28,
+        widths: tuple[int, ...] = (16, 32, 64),
+        hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        h, w = pair(image_size)
+        layers: list[nn.Module] = []
+        c = in_channels
+        for width in widths:
+            layers += [
+                nn.Conv2d(c, width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),  # floor rounding, like Keras's 'valid' pooling: 7x7 -> 3x3
+                nn.Dropout(0.25),
+            ]
+            c, h, w = width, h // 2, w // 2
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c * h * w, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class KerasFCN(nn.Module):
+    """Pairs of conv(3x3, same) and conv(3x3, stride 2, valid) with dropout(0.25), then a conv that
+    covers the whole remaining map and outputs one logit per class (no dense layer)."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int | tuple[int, int] = 28,
+        widths: tuple[int, ...] = (16, 32, 64),
+        last_width: int = 64,
+    ) -> None:
+        super().__init__()
+        h, w = pair(image_size)
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i, width in enumerate(widths):
+            down = last_width if i == len(widths) - 1 else width
+            layers += [
+                nn.Conv2d(c, width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, down, 3, stride=2),
+                nn.ReLU(inplace=True),
+                nn.Dropout(0.25),
+            ]
+            c, h, w = down, conv_out(h, 3, 2), conv_out(w, 3, 2)
+        if h < 1 or w < 1:
+            raise ValueError(f"image_size {image_size} is too small for keras_fcn")
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Conv2d(c, num_classes, (h, w)), nn.Flatten())
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@register_model
+def keras_cnn(
+    num_classes: int = 10,
+    in_channels: int = 1,
+    image_size: int | tuple[int, int] = 28,
+    variant: str = "auto",
+    init: str = "keras",
+) -> KerasCNN:
+    """Study E's CNN: dense 128 (MNIST variant, 98,442 params) or dense 512 (CIFAR variant, 553,514)."""
+    hidden = 128 if _variant(variant, in_channels) == "mnist" else 512
+    model = KerasCNN(num_classes, in_channels, image_size, hidden=hidden)
+    return _init(model, init)
+
+
+@register_model
+def keras_fcn(
+    num_classes: int = 10,
+    in_channels: int = 1,
+    image_size: int | tuple[int, int] = 28,
+    variant: str = "auto",
+    init: str = "keras",
+) -> KerasFCN:
+    """Study E's FCN: last strided conv 64 wide (MNIST, 74,362 params) or 66 wide (CIFAR, 79,184)."""
+    last_width = 64 if _variant(variant, in_channels) == "mnist" else 66
+    model = KerasFCN(num_classes, in_channels, image_size, last_width=last_width)
+    return _init(model, init)
+
+
+def _init(model: nn.Module, init: str) -> nn.Module:
+    if init == "keras":
+        keras_init_(model)
+    elif init != "torch":
+        raise ValueError(f"init must be 'keras' or 'torch', got '{init}'")
+    return model

@@ -1,0 +1,59 @@
+"""Small building blocks shared by several model families."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``28`` or ``(28, 28)`` -> ``(28, 28)``."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)
+
+
+def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Spatial size after a convolution or pooling with floor rounding."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def activation(name: str) -> nn.Module:
+    """An activation module by name: relu, leaky_relu (slope 0.01), swish, selu, tanh, sigmoid, gelu."""
+    table = {
+        "relu": lambda: nn.ReLU(inplace=True),
+        "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+        "swish": nn.SiLU,  # x * sigmoid(x)
+        "selu": lambda: nn.SELU(inplace=True),
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "gelu": nn.GELU,
+    }
+    if name not in table:
+        raise ValueError(f"unknown activation '{name}'; choose one of: {', '.join(table)}")
+    return table[name]()
+
+
+def keras_init_(module: nn.Module) -> None:
+    """Keras defaults: Glorot-uniform weights and zero biases for every conv and dense layer."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or trainable only)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def output_shape(module: nn.Module, in_channels: int, image_size: tuple[int, int]) -> torch.Size:
+    """Shape of ``module``'s output for one dummy image (used to size flatten layers)."""
+    was_training = module.training
+    module.eval()
+    out = module(torch.zeros(1, in_channels, *image_size))
+    module.train(was_training)
+    return out.shape[1:]

@@ -1,0 +1,187 @@
+"""The one generic LightningModule: any registry model, cross-entropy, torchmetrics accuracy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..models.layers import count_parameters
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class ImageClassifier(L.LightningModule):
+    """Trains ``net`` (an ``nn.Module`` that maps images to logits) with cross-entropy.
+
+    Logs, per split (``train/``, ``val/``, ``test/``): ``loss``, ``acc`` (top-1) and ``acc_top5`` when there
+    are more than 5 classes; ``val/acc_best``; ``train/epoch_time`` and ``train/images_per_sec`` (training
+    batches only, data included); the parameter count as ``model/params``.
+
+    Args:
+        net: the model.
+        num_classes: number of classes.
+        optimizer: a partial optimizer (``_partial_: true`` config) called with the parameters.
+        scheduler: a partial LR scheduler called with the optimizer, or None.
+        scheduler_interval: ``epoch`` or ``step``; scheduler_frequency: every how many of those.
+        monitor: the metric ReduceLROnPlateau watches.
+        label_smoothing: cross-entropy label smoothing.
+        channels_last: run the model in channels-last memory format (faster convolutions on some hardware).
+        compile: wrap the model in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_frequency: int = 1,
+        monitor: str = "val/loss",
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.model = torch.compile(self.net) if compile else self.net
+
+        metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+        if num_classes > 5:
+            metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        collection = MetricCollection(metrics)
+        self.train_metrics = collection.clone(prefix="train/")
+        self.val_metrics = collection.clone(prefix="val/")
+        self.test_metrics = collection.clone(prefix="test/")
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
+        self.num_params = count_parameters(net)
+        self._epoch_start = 0.0
+        self._last_batch_end = 0.0
+        self._epoch_images = 0
+        self.train_seconds = 0.0
+        self.train_images = 0
+        self.run_config: dict[str, Any] | None = None  # set by imgbench.run; stored in every checkpoint
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=self.memory_format))
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits used for evaluation (subclasses add test-time augmentation here)."""
+        return self(x)
+
+    # ------------------------------------------------------------------ steps
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        self.train_metrics.update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self._epoch_images += len(y)
+        return loss
+
+    def _eval_step(self, batch, metrics: MetricCollection, loss_metric: MeanMetric) -> dict[str, torch.Tensor]:
+        x, y = batch
+        logits = self.predict_logits(x)
+        loss = nn.functional.cross_entropy(logits.float(), y, reduction="none")
+        loss_metric.update(loss)
+        metrics.update(logits, y)
+        return {"logits": logits.detach(), "targets": y}
+
+    def validation_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, self.val_metrics, self.val_loss)
+
+    def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, self.test_metrics, self.test_loss)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self.predict_logits(batch[0]).softmax(-1)
+
+    # ------------------------------------------------------------------ epoch ends
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = self._last_batch_end = time.perf_counter()
+        self._epoch_images = 0
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._last_batch_end = time.perf_counter()
+
+    def on_train_epoch_end(self) -> None:
+        seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
+        self.train_seconds += seconds
+        self.train_images += self._epoch_images
+        self.log_dict(self.train_metrics.compute(), prog_bar=True)
+        self.train_metrics.reset()
+        self.log("train/epoch_time", seconds)
+        self.log("train/images_per_sec", self._epoch_images / seconds)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        values["val/loss"] = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log_dict(values, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(values["val/acc"])
+            self.log("val/acc_best", self.val_acc_best.compute())
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_metrics.compute()
+        self.test_metrics.reset()
+        values["test/loss"] = self.test_loss.compute()
+        self.test_loss.reset()
+        self.log_dict(values)
+
+    def on_fit_start(self) -> None:
+        for logger in self.loggers:
+            logger.log_metrics({"model/params": float(self.num_params)}, step=0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # plain data only, so that eval.py can rebuild the run with torch.load(weights_only=True)
+        checkpoint["imgbench"] = {
+            "config": self.run_config,
+            "train_seconds": self.train_seconds,
+            "train_images": self.train_images,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("imgbench") or {}
+        self.train_seconds = float(saved.get("train_seconds", 0.0))
+        self.train_images = int(saved.get("train_images", 0))
+
+    # ------------------------------------------------------------------ optimisation
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.hparams.scheduler_interval,
+                "frequency": self.hparams.scheduler_frequency,
+                "monitor": self.hparams.monitor,
+            },
+        }

@@ -1,0 +1,270 @@
+"""What ``train.py`` and ``eval.py`` do: build the parts from a composed config, fit, test, write results."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .config import to_plain, validate
+from .data.datamodules import InMemoryDataModule
+from .errors import CheckpointError, ConfigError
+from .io import write_json
+from .modules import ImageClassifier
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = "imgbench"  # the checkpoint entry that lets eval.py rebuild a run from the checkpoint alone
+RUN_KEYS = ("data", "model", "optimizer", "scheduler", "module", "seed", "monitor", "monitor_mode")
+
+
+def model_name(model_cfg: DictConfig) -> str:
+    """The registry name of a model config (its factory's name)."""
+    return str(model_cfg["_target_"]).rsplit(".", 1)[-1]
+
+
+def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
+    dm = instantiate(cfg.data, _convert_="object")
+    dm.setup()
+    return dm
+
+
+def build_net(cfg: DictConfig, dm: InMemoryDataModule) -> torch.nn.Module:
+    c, h, w = dm.image_shape
+    return instantiate(cfg.model, num_classes=dm.num_classes, in_channels=c, image_size=(h, w))
+
+
+def build_module(cfg: DictConfig, net: torch.nn.Module, num_classes: int) -> ImageClassifier:
+    """The LightningModule for ``net`` with the optimizer and scheduler of ``cfg``."""
+    optimizer = instantiate(cfg.optimizer)
+    scheduler, interval, frequency = None, "epoch", 1
+    if cfg.get("scheduler") is not None:
+        sched = to_plain(cfg.scheduler)
+        interval = sched.pop("interval", "epoch")
+        frequency = sched.pop("frequency", 1)
+        sched.pop("monitor", None)
+        scheduler = instantiate(sched)
+    module_cfg = to_plain(cfg.get("module") or {})
+    return ImageClassifier(
+        net,
+        num_classes=num_classes,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scheduler_interval=interval,
+        scheduler_frequency=frequency,
+        monitor=(cfg.get("scheduler") or {}).get("monitor") or cfg.get("monitor", "val/acc"),
+        **module_cfg,
+    )
+
+
+def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if not has_val:
+        for cb in callbacks:
+            if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint):
+                cb.monitor = None  # no validation split: keep the last checkpoint only
+                cb.save_top_k = 1
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+    kwargs: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    if not has_val:
+        kwargs["limit_val_batches"] = 0
+    kwargs.update(overrides)
+    return instantiate(cfg.trainer, **kwargs)
+
+
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of the config that defines the model and its data, unresolved (paths re-resolve at eval)."""
+    return {
+        k: to_plain(cfg[k], resolve=False) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg
+    }
+
+
+def _metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the model described by ``cfg``, test it, and write ``metrics.json`` into the run directory."""
+    validate(cfg, "train")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    out = output_dir(cfg)
+    dm = build_datamodule(cfg)
+    net = build_net(cfg, dm)
+    module = build_module(cfg, net, dm.num_classes)
+    module.run_config = run_config(cfg)
+    has_val = "val" in dm.splits
+    trainer = build_trainer(cfg, has_val)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(_flat_hparams(cfg))
+
+    fit_seconds = 0.0
+    if cfg.get("train", True):
+        t0 = time.perf_counter()
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        fit_seconds = time.perf_counter() - t0
+
+    val_best = trainer.callback_metrics.get("val/acc_best")  # read before testing resets the metrics
+    test_metrics: dict[str, float] = {}
+    tested = None
+    if cfg.get("test", True):
+        ckpt = None  # "last": the weights in memory are the final weights (== checkpoints/last.ckpt)
+        tested = "last"
+        if (
+            cfg.get("test_ckpt") == "best"
+            and trainer.checkpoint_callback
+            and trainer.checkpoint_callback.best_model_path
+        ):
+            ckpt, tested = trainer.checkpoint_callback.best_model_path, "best"
+        trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)
+        test_metrics = _metrics(trainer, "test/")
+
+    result: dict[str, Any] = {
+        "status": "finished",
+        "model": model_name(cfg.model),
+        "data": dm.name,
+        "seed": cfg.seed,
+        "metrics": {
+            **test_metrics,
+            **({"val/acc_best": float(val_best)} if val_best is not None else {}),
+        },
+        "params": module.num_params,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "train_seconds": round(module.train_seconds, 3),
+        "fit_seconds": round(fit_seconds, 3),
+        "train_images_per_sec": round(module.train_images / module.train_seconds, 1) if module.train_seconds else None,
+        "splits": dm.split_sizes,
+        "tested_weights": tested,
+        "checkpoint": _last_checkpoint(trainer),
+        "precision": str(cfg.trainer.get("precision")),
+        "environment": environment(),
+    }
+    if trainer.is_global_zero:
+        write_json(out / "metrics.json", result)
+        log.info("test metrics: %s", _format(test_metrics))
+        log.info("run directory: %s", out)
+    return result
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    if cb is None or cb.dirpath is None:
+        return None
+    last = Path(cb.dirpath) / "last.ckpt"
+    return str(last) if last.exists() else None
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+
+
+def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The choices that define a run, flattened for the loggers' hyperparameter views."""
+    plain = {k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg}
+    plain["trainer"] = {k: v for k, v in to_plain(cfg.trainer).items() if k in ("max_epochs", "precision", "max_steps")}
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value if isinstance(value, int | float | str | bool) else str(value)
+
+    walk("", plain)
+    return flat
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware a result depends on."""
+    return {
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+    }
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by imgbench (weights only: no code is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/last.ckpt")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(e).__name__}); pass a .ckpt file written by train.py"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or CONFIG_KEY not in ckpt:
+        raise CheckpointError(
+            f"{path} is not an imgbench checkpoint (no state_dict or run config); pass one written by train.py"
+        )
+    return ckpt
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Rebuild the run that wrote ``cfg.ckpt_path`` and test it; writes ``metrics.json`` in this run's directory."""
+    validate(cfg, "eval")
+    ckpt_path = Path(cfg.ckpt_path)
+    if ckpt_path.is_dir():  # a run directory: its final weights
+        ckpt_path = ckpt_path / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(ckpt_path)
+    stored = OmegaConf.create(ckpt[CONFIG_KEY]["config"])
+    with open_dict(cfg):
+        for key in RUN_KEYS:
+            if key in stored and (key not in cfg or cfg[key] is None):
+                cfg[key] = stored[key]
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    net = build_net(cfg, dm)
+    module = build_module(cfg, net, dm.num_classes)
+    try:
+        module.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt_path} does not fit the model it names ({str(e).splitlines()[0]})") from None
+    trainer = build_trainer(cfg, has_val=False, enable_checkpointing=False)
+    trainer.test(module, datamodule=dm, verbose=False)
+    metrics = _metrics(trainer, "test/")
+    result = {
+        "status": "finished",
+        "checkpoint": str(ckpt_path),
+        "model": model_name(cfg.model),
+        "data": dm.name,
+        "metrics": metrics,
+        "splits": {"test": dm.split_sizes["test"]},
+        "environment": environment(),
+    }
+    train_metrics = ckpt_path.parent.parent / "metrics.json"
+    if train_metrics.is_file():
+        import json
+
+        original = json.loads(train_metrics.read_text()).get("metrics", {})
+        same = {k: original.get(k) == v for k, v in metrics.items() if k in original}
+        result["matches_run"] = all(same.values()) if same else None
+    if trainer.is_global_zero:
+        write_json(output_dir(cfg) / "metrics.json", result)
+        log.info("test metrics: %s", _format(metrics))
+        if result.get("matches_run") is not None:
+            log.info("same as the run's metrics.json: %s", "yes" if result["matches_run"] else "NO")
+    return result
+
+
+def check_is_run_dir(path: Path) -> None:
+    if not (path / ".hydra").is_dir():
+        raise ConfigError(f"{path} is not a run directory (no .hydra/ inside)")
