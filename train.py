@@ -15,9 +15,9 @@ from imgbench.config import validate
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from imgbench.run import train
+    from imgbench.sweep import objective
 
-    result = run_task(train, cfg)
-    return result["metrics"].get("test/acc") if result else None
+    return objective(run_task(train, cfg), cfg.get("optimized_metric") or "test/acc")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,20 @@ def unique_dir(path: str) -> str:
             candidate = base.with_name(f"{base.name}_{i}")
 
 
+def make_dir(path: str) -> str:
+    """``path``, created if missing (for files that other tools open, like an Optuna SQLite study)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def register_resolvers() -> None:
+    from .sweep import register_resolvers as register_sweep_resolvers
+
     if not OmegaConf.has_resolver("imgbench_unique_dir"):
         OmegaConf.register_new_resolver("imgbench_unique_dir", unique_dir, use_cache=True)
+    if not OmegaConf.has_resolver("imgbench_mkdir"):
+        OmegaConf.register_new_resolver("imgbench_mkdir", make_dir)
+    register_sweep_resolvers()
 
 
 class _DropAdverts(logging.Filter):
@@ -197,41 +208,52 @@ def fail(error: BaseException, code: int = 2) -> None:
     sys.exit(code)
 
 
+# resolvers must exist wherever a job's config is resolved, also in launcher subprocesses (submitit)
+register_resolvers()
+
+
 # ---------------------------------------------------------------------------- the task wrapper
 
 
-def is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any] | None:
+    """Run ``fn(cfg)`` (train or evaluate) in the run directory Hydra made.
 
+    Single run: a :class:`UserError` ends it with one line and exit status 2; other errors keep their traceback.
+    Sweep job: any error is logged and recorded in the job's ``metrics.json`` (status ``failed``) and the sweep
+    goes on; :class:`imgbench.sweep.ReportCallback` reports the failures and exits non-zero at the end. With
+    ``sweep.skip_finished=true`` a job whose earlier attempt finished (same overrides) is not run again.
+    """
+    from .io import write_json
+    from .run import run_record
+    from .sweep import archive_previous_attempt, finished_before, is_multirun
+
+    out = Path(cfg.paths.output_dir)
+    multirun = is_multirun()
+    if multirun and OmegaConf.select(cfg, "sweep.skip_finished"):
+        previous = finished_before(out)
+        if previous is not None:
+            log.info("skipping %s: it finished before (sweep.skip_finished=true)", out)
+            return previous
+    archive_previous_attempt(out)
     try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
-
-
-def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run ``fn(cfg)``. A :class:`UserError` ends a single run with one line and exit status 2; in a sweep
-    it is recorded in the job's ``metrics.json`` and raised so that Hydra marks the job failed."""
-    try:
+        write_json(out / "metrics.json", {**run_record(cfg), "status": "running"})
         return fn(cfg)
-    except UserError as e:
-        log.error("%s", e)
-        if is_multirun():
-            _record_failure(cfg, e)
-            raise
-        fail(e)
     except Exception as e:
-        if is_multirun():
-            _record_failure(cfg, e)
+        log.error("%s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
+        _record_failure(out, cfg, e)
+        if multirun:
+            return None
+        if isinstance(e, UserError):
+            fail(e)
         raise
 
 
-def _record_failure(cfg: DictConfig, error: BaseException) -> None:
+def _record_failure(out: Path, cfg: DictConfig, error: BaseException) -> None:
     from .io import write_json
+    from .run import run_record
 
     try:
-        out = Path(cfg.paths.output_dir)
-        write_json(out / "metrics.json", {"status": "failed", "error": f"{type(error).__name__}: {error}"})
+        record = run_record(cfg)
     except Exception:  # never hide the original error
-        pass
+        record = {}
+    write_json(out / "metrics.json", {**record, "status": "failed", "error": f"{type(error).__name__}: {error}"})

@@ -46,6 +46,9 @@ TOP_LEVEL_KEYS = set(CONFIG_GROUPS) | {
     "monitor",
     "monitor_mode",
     "module",
+    "sweep",
+    "optimized_metric",
+    "report",
 }
 MODULE_KEYS = {"label_smoothing", "channels_last", "compile", "tta"}
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}

@@ -86,6 +86,41 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def run_record(cfg: DictConfig) -> dict[str, Any]:
+    """What identifies a run in reports: its overrides, config-group choices and flattened config."""
+    from .sweep import hydra_cfg, job_overrides
+
+    hc = hydra_cfg()
+    return {
+        "model": model_name(cfg.model) if cfg.get("model") is not None else None,
+        "data": None,
+        "seed": cfg.get("seed"),
+        "overrides": job_overrides(),
+        "choices": {k: v for k, v in to_plain(hc.runtime.choices).items() if not k.startswith("hydra/")} if hc else {},
+        "reference": OmegaConf.select(cfg, "report.reference"),
+        "config": flat_config(cfg),
+    }
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run-defining part of the config as ``{"trainer.max_epochs": 10, ...}`` (plain scalars)."""
+    plain = {k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg}
+    plain["trainer"] = {
+        k: v for k, v in to_plain(cfg.trainer).items() if not k.startswith("_") and k != "default_root_dir"
+    }
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value if value is None or isinstance(value, int | float | str | bool) else str(value)
+
+    walk("", plain)
+    return flat
+
+
 def _metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
@@ -105,8 +140,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module.run_config = run_config(cfg)
     has_val = "val" in dm.splits
     trainer = build_trainer(cfg, has_val)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(_flat_hparams(cfg))
 
     fit_seconds = 0.0
     if cfg.get("train", True):
@@ -130,10 +163,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test_metrics = _metrics(trainer, "test/")
 
     result: dict[str, Any] = {
+        **run_record(cfg),
         "status": "finished",
-        "model": model_name(cfg.model),
         "data": dm.name,
-        "seed": cfg.seed,
         "metrics": {
             **test_metrics,
             **({"val/acc_best": float(val_best)} if val_best is not None else {}),
@@ -151,10 +183,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "environment": environment(),
     }
     if trainer.is_global_zero:
+        log_hparams(trainer, result)
         write_json(out / "metrics.json", result)
         log.info("test metrics: %s", _format(test_metrics))
         log.info("run directory: %s", out)
     return result
+
+
+def log_hparams(trainer: L.Trainer, result: dict[str, Any]) -> None:
+    """The run's settings and final metrics in TensorBoard's HParams tab (one entry per run of a sweep)."""
+    params = {k: v for k, v in result["config"].items() if v is not None}
+    params.update({f"choice/{k}": v for k, v in result["choices"].items() if v is not None})
+    metrics = {k: v for k, v in result["metrics"].items()}
+    metrics.update({"params": result["params"], "train_seconds": result["train_seconds"]})
+    for logger in trainer.loggers:
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=metrics)
+            logger.finalize("success")
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str | None:
@@ -167,23 +212,6 @@ def _last_checkpoint(trainer: L.Trainer) -> str | None:
 
 def _format(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-
-
-def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The choices that define a run, flattened for the loggers' hyperparameter views."""
-    plain = {k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg}
-    plain["trainer"] = {k: v for k, v in to_plain(cfg.trainer).items() if k in ("max_epochs", "precision", "max_steps")}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = value if isinstance(value, int | float | str | bool) else str(value)
-
-    walk("", plain)
-    return flat
 
 
 def environment() -> dict[str, Any]:
@@ -242,9 +270,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer.test(module, datamodule=dm, verbose=False)
     metrics = _metrics(trainer, "test/")
     result = {
+        **run_record(cfg),
         "status": "finished",
         "checkpoint": str(ckpt_path),
-        "model": model_name(cfg.model),
         "data": dm.name,
         "metrics": metrics,
         "splits": {"test": dm.split_sizes["test"]},

@@ -1,0 +1,41 @@
+"""``python -m imgbench.report <dir> [--reference study/table]``: the table of every run under ``dir``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UserError
+from .references import available
+from .table import build_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="imgbench-report",
+        description="Collect every metrics.json under a run or multirun directory into one table "
+        "(report.md and report.csv in that directory); seeds are grouped into mean ± std.",
+    )
+    parser.add_argument("directory", help="a run or multirun directory, e.g. outputs/train/multirun/<date>_<time>")
+    parser.add_argument(
+        "--reference",
+        help="a paper table to put beside ours (default: the one the runs name); one of: " + ", ".join(available()),
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write report.md/report.csv")
+    args = parser.parse_args(argv)
+    try:
+        report = build_report(args.directory, args.reference)
+        if not report.runs:
+            raise UserError(f"no runs under {args.directory} (no metrics.json or .hydra/ found)")
+        print(report.markdown())
+        if not args.no_write:
+            for path in report.write():
+                print(f"wrote {path}")
+    except UserError as e:
+        print(f"imgbench-report: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

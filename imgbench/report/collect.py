@@ -1,0 +1,97 @@
+"""Finding runs: every ``metrics.json`` under a run or multirun directory, with the overrides that made it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+
+# keys that name how a run was launched, not what was trained: never a column
+IGNORED_KEYS = ("hydra.", "paths.", "sweep.", "logger", "callbacks", "trainer.accelerator", "trainer.devices")
+
+
+@dataclass
+class Run:
+    """One job: where it is, what it reported, and its command-line overrides as a dict."""
+
+    path: Path
+    record: dict[str, Any]
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status", "unknown"))
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def value(self, key: str) -> Any:
+        """A setting of this run: a config-group choice, a metrics.json field, or a flattened config key."""
+        choices = self.record.get("choices") or {}
+        if key in choices:
+            return choices[key]
+        if key in ("model", "data", "seed") and key in self.record:
+            return self.record[key]
+        config = self.record.get("config") or {}
+        if key in config:
+            return config[key]
+        return self.overrides.get(key)
+
+    def metric(self, name: str) -> float | None:
+        value = (self.record.get("metrics") or {}).get(name)
+        if value is None and name in self.record:
+            value = self.record[name]
+        return float(value) if isinstance(value, int | float) else None
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """``["model=resnet34", "+x=1", "~y"]`` -> ``{"model": "resnet34", "x": "1"}`` (deletions dropped)."""
+    out: dict[str, str] = {}
+    for line in lines:
+        if "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _overrides(job_dir: Path, record: dict[str, Any]) -> dict[str, str]:
+    lines = record.get("overrides")
+    if lines is None:
+        path = job_dir / ".hydra" / "overrides.yaml"
+        lines = yaml.safe_load(path.read_text()) if path.is_file() else []
+    return {k: v for k, v in parse_overrides(lines or []).items() if not k.startswith(IGNORED_KEYS)}
+
+
+def find_runs(root: str | Path) -> list[Run]:
+    """Every job under ``root`` (a run directory or a multirun directory, searched recursively).
+
+    A job directory is one with ``.hydra/`` or ``metrics.json``; a job without ``metrics.json`` is reported as
+    ``unfinished`` (it was killed, or is still running).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(
+            f"{root} is not a directory; pass a run or multirun directory (e.g. outputs/train/multirun/...)"
+        )
+    job_dirs = {p.parent for p in root.rglob("metrics.json") if "previous_attempts" not in p.parts}
+    job_dirs |= {p.parent for p in root.rglob(".hydra") if p.is_dir() and "previous_attempts" not in p.parts}
+    runs = []
+    for job_dir in sorted(job_dirs, key=_job_sort_key):
+        metrics = job_dir / "metrics.json"
+        try:
+            record = json.loads(metrics.read_text()) if metrics.is_file() else {"status": "unfinished"}
+        except json.JSONDecodeError:
+            record = {"status": "unreadable", "error": f"{metrics} is not valid JSON"}
+        runs.append(Run(job_dir, record, _overrides(job_dir, record)))
+    return runs
+
+
+def _job_sort_key(path: Path) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in path.parts)

@@ -1,0 +1,107 @@
+"""The papers' tables as data (``references/<study>.yaml``) and how our runs are matched to their cells."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+from .collect import Run
+
+UNITS = ("fraction", "percent", "error_percent")
+
+
+@dataclass
+class Cell:
+    """One number of a paper's table and the setting it belongs to."""
+
+    label: str
+    setting: dict[str, Any]
+    value: float
+    metric: str
+    unit: str
+    time_s: float | None = None
+
+
+@dataclass
+class ReferenceTable:
+    name: str  # "<study>/<table>"
+    title: str
+    caption: str
+    source: str
+    note: str
+    cells: list[Cell] = field(default_factory=list)
+
+
+def available() -> list[str]:
+    """Every ``<study>/<table>`` name."""
+    names = []
+    for f in sorted(resources.files(__package__).joinpath("references").iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".yaml"):
+            data = yaml.safe_load(f.read_text())
+            names += [f"{f.name[:-5]}/{t}" for t in data.get("tables", {})]
+    return names
+
+
+def load(name: str) -> ReferenceTable:
+    """Load ``<study>/<table>``, e.g. ``study_e/mnist``."""
+    study, _, table = name.partition("/")
+    path = resources.files(__package__).joinpath("references", f"{study}.yaml")
+    if not table or not path.is_file():
+        raise UserError(f"unknown reference table '{name}'; available: {', '.join(available())}")
+    data = yaml.safe_load(path.read_text())
+    if table not in data.get("tables", {}):
+        raise UserError(f"unknown reference table '{name}'; available: {', '.join(available())}")
+    spec = data["tables"][table]
+    unit = spec.get("unit", "fraction")
+    if unit not in UNITS:
+        raise ValueError(f"{path}: unit must be one of {UNITS}")
+    cells = [
+        Cell(
+            label=c["label"],
+            setting=dict(c["setting"]),
+            value=float(c["value"]),
+            metric=c.get("metric", spec.get("metric", "test/acc")),
+            unit=c.get("unit", unit),
+            time_s=c.get("time_s"),
+        )
+        for c in spec["cells"]
+    ]
+    return ReferenceTable(
+        name,
+        data.get("title", study),
+        spec.get("caption", table),
+        data.get("source", ""),
+        " ".join(str(data.get("note", "")).split()),
+        cells,
+    )
+
+
+def to_unit(value: float, unit: str) -> float:
+    """Our metric (an accuracy in [0, 1]) in the paper's unit."""
+    if unit == "percent":
+        return 100.0 * value
+    if unit == "error_percent":
+        return 100.0 * (1.0 - value)
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None:
+        return False
+    if isinstance(b, bool) or isinstance(a, bool):
+        return str(a).lower() == str(b).lower()
+    if isinstance(b, int | float):
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return False
+    return str(a) == str(b)
+
+
+def matches(run: Run, setting: dict[str, Any]) -> bool:
+    """Whether every key of ``setting`` has that value in ``run``."""
+    return all(_same(run.value(k), v) for k, v in setting.items())

@@ -1,0 +1,215 @@
+"""Turning runs into tables: seeds grouped into mean +- std, the papers' numbers beside ours."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import write_text
+from .collect import Run, find_runs
+from .references import ReferenceTable, load, matches, to_unit
+
+
+@dataclass
+class Group:
+    """Runs that differ only by seed."""
+
+    key: tuple[tuple[str, str], ...]
+    runs: list[Run] = field(default_factory=list)
+
+    def values(self, metric: str) -> list[float]:
+        return [v for r in self.runs if r.finished and (v := r.metric(metric)) is not None]
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float
+    n: int
+
+    def fmt(self, digits: int = 4) -> str:
+        if self.n == 0:
+            return "-"
+        if self.n == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+def stat(values: Sequence[float]) -> Stat:
+    """Mean and sample standard deviation (0 for one value)."""
+    if not values:
+        return Stat(math.nan, math.nan, 0)
+    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+
+def swept_keys(runs: list[Run]) -> list[str]:
+    """Override keys whose value differs between runs (seed excluded), in first-seen order."""
+    keys: dict[str, set[str]] = {}
+    for r in runs:
+        for k in r.overrides:
+            keys.setdefault(k, set())
+    for k in keys:
+        keys[k] = {r.overrides.get(k, "") for r in runs}
+    return [k for k, vals in keys.items() if len(vals) > 1 and k != "seed"]
+
+
+def group_runs(runs: list[Run], keys: list[str]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for r in runs:
+        key = tuple((k, r.overrides.get(k, "")) for k in keys)
+        groups.setdefault(key, Group(key)).runs.append(r)
+    return list(groups.values())
+
+
+@dataclass
+class Report:
+    """Everything the report shows, computed once and rendered as markdown or CSV."""
+
+    root: Path
+    runs: list[Run]
+    keys: list[str]
+    groups: list[Group]
+    reference: ReferenceTable | None = None
+
+    # ------------------------------------------------------------------ the results table
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for g in self.groups:
+            acc, val = stat(g.values("test/acc")), stat(g.values("val/acc_best"))
+            seconds, speed = stat(g.values("train_seconds")), stat(g.values("train_images_per_sec"))
+            params = next((r.record.get("params") for r in g.runs if r.record.get("params")), None)
+            row = {k: v for k, v in g.key}
+            row.update(
+                {
+                    "test acc": acc.fmt(),
+                    "test error %": Stat(100 * (1 - acc.mean), 100 * acc.std, acc.n).fmt(2) if acc.n else "-",
+                    "best val acc": val.fmt(),
+                    "params": f"{params:,}" if params else "-",
+                    "train s": f"{seconds.mean:.1f}" if seconds.n else "-",
+                    "images/s": f"{speed.mean:.0f}" if speed.n else "-",
+                    "n": f"{acc.n}/{len(g.runs)}",
+                }
+            )
+            rows.append(row)
+        return rows
+
+    def constants(self) -> dict[str, str]:
+        """Settings shared by every run (shown once above the table)."""
+        shared: dict[str, str] = {}
+        finished = [r for r in self.runs if r.record.get("model")]
+        for field_name in ("model", "data"):
+            values = {str(r.record.get(field_name)) for r in finished}
+            if len(values) == 1 and field_name not in self.keys:
+                shared[field_name] = values.pop()
+        for k, v in (self.runs[0].overrides if self.runs else {}).items():
+            if k not in self.keys and k != "seed" and all(r.overrides.get(k) == v for r in self.runs):
+                shared[k] = v
+        return shared
+
+    def failures(self) -> list[Run]:
+        return [r for r in self.runs if not r.finished]
+
+    # ------------------------------------------------------------------ the paper's table beside ours
+
+    def comparison(self) -> list[dict[str, Any]]:
+        if self.reference is None:
+            return []
+        out = []
+        for cell in self.reference.cells:
+            matched = [r for r in self.runs if matches(r, cell.setting)]
+            done = [v for r in matched if r.finished and (v := r.metric(cell.metric)) is not None]
+            ours = stat([to_unit(v, cell.unit) for v in done])
+            row: dict[str, Any] = {"cell": cell.label, "paper": _fmt_unit(cell.value, cell.unit)}
+            if ours.n:
+                row["ours"] = ours.fmt(2 if cell.unit != "fraction" else 4)
+                row["diff"] = f"{ours.mean - cell.value:+.{2 if cell.unit != 'fraction' else 4}f}"
+            else:
+                row["ours"] = "failed" if matched else "not run"
+                row["diff"] = ""
+            row["n"] = str(ours.n)
+            if any(c.time_s for c in self.reference.cells):
+                times = [t for r in matched if r.finished and (t := r.metric("train_seconds")) is not None]
+                row["paper time s"] = f"{cell.time_s:,.0f}" if cell.time_s else ""
+                row["our time s"] = f"{statistics.fmean(times):,.0f}" if times else ""
+            out.append(row)
+        return out
+
+    # ------------------------------------------------------------------ rendering
+
+    def markdown(self) -> str:
+        lines = [f"# Report: {self.root}", ""]
+        constants = self.constants()
+        if constants:
+            lines += ["Common settings: " + ", ".join(f"`{k}={v}`" for k, v in constants.items()), ""]
+        finished = sum(r.finished for r in self.runs)
+        lines += [f"{len(self.runs)} runs, {finished} finished, {len(self.failures())} not.", ""]
+        lines += [*_md_table(self.rows()), ""]
+        if self.reference is not None:
+            ref = self.reference
+            lines += [f"## Paper: {ref.title} — {ref.caption} (`{ref.name}`)", ""]
+            if ref.note:
+                lines += [f"{ref.note} Source: `{ref.source}`.", ""]
+            lines += [*_md_table(self.comparison()), ""]
+            lines += ["`diff` = ours - paper, in the paper's unit; `not run`: no run of ours has that setting.", ""]
+        if self.failures():
+            lines += ["## Runs that did not finish", ""]
+            for r in self.failures():
+                overrides = ", ".join(f"{k}={v}" for k, v in r.overrides.items()) or "(no overrides)"
+                error = r.record.get("error", "no metrics.json: killed or still running")
+                lines.append(f"- `{r.path}` [{r.status}] {overrides}: {error}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        rows = self.rows()
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return buf.getvalue()
+
+    def write(self) -> list[Path]:
+        """Write report.md and report.csv (and comparison.csv with a reference) into the root directory."""
+        paths = [self.root / "report.md", self.root / "report.csv"]
+        write_text(paths[0], self.markdown())
+        write_text(paths[1], self.csv())
+        if self.reference is not None:
+            buf = io.StringIO()
+            rows = self.comparison()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            paths.append(self.root / "comparison.csv")
+            write_text(paths[-1], buf.getvalue())
+        return paths
+
+
+def _fmt_unit(value: float, unit: str) -> str:
+    return f"{value:.4f}" if unit == "fraction" else f"{value:.2f}"
+
+
+def _md_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(no runs)"]
+    headers = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(str(row.get(h, "")) for h in headers) + " |" for row in rows]
+    return lines
+
+
+def build_report(root: str | Path, reference: str | None = None) -> Report:
+    """Collect every run under ``root`` and group it; ``reference`` defaults to the one the runs name."""
+    runs = find_runs(root)
+    if reference is None:
+        named = {r.record.get("reference") for r in runs if r.record.get("reference")}
+        reference = named.pop() if len(named) == 1 else None
+    keys = swept_keys(runs)
+    return Report(Path(root), runs, keys, group_runs(runs, keys), load(reference) if reference else None)

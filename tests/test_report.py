@@ -1,0 +1,142 @@
+"""The report: grouping by seed, means and std, the paper's numbers beside ours, failures named."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from imgbench.errors import UserError
+from imgbench.report import available, build_report, load
+from imgbench.report.__main__ import main as report_main
+from imgbench.report.references import matches, to_unit
+
+
+def _job(root: Path, name: str, overrides: list[str], acc: float | None, status: str = "finished", **extra) -> Path:
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    record = {
+        "status": status,
+        "overrides": overrides,
+        "model": extra.pop("model", "keras_cnn"),
+        "data": "mnist",
+        "choices": extra.pop("choices", {}),
+        "config": extra.pop("config", {}),
+        **extra,
+    }
+    if acc is not None:
+        record.update(
+            metrics={"test/acc": acc, "val/acc_best": acc - 0.01},
+            params=98442,
+            train_seconds=10.0,
+            train_images_per_sec=5000.0,
+        )
+    (job / "metrics.json").write_text(json.dumps(record))
+    return job
+
+
+def test_seeds_are_grouped_into_mean_std_and_n(tmp_path):
+    accs = {("adam", 1): 0.90, ("adam", 2): 0.92, ("adam", 3): 0.97, ("sgd", 1): 0.80, ("sgd", 2): 0.84}
+    for i, ((opt, seed), acc) in enumerate(accs.items()):
+        _job(tmp_path, str(i), [f"optimizer={opt}", f"seed={seed}", "trainer.max_epochs=3"], acc)
+    report = build_report(tmp_path)
+    assert report.keys == ["optimizer"]  # seed is grouped, the constant epochs are not a column
+    rows = {r["optimizer"]: r for r in report.rows()}
+    adam = [0.90, 0.92, 0.97]
+    assert rows["adam"]["test acc"] == f"{statistics.fmean(adam):.4f} ± {statistics.stdev(adam):.4f}"
+    assert rows["adam"]["n"] == "3/3" and rows["sgd"]["n"] == "2/2"
+    assert report.constants()["trainer.max_epochs"] == "3"
+    md = report.markdown()
+    assert "| optimizer | test acc |" in md and "98,442" in md
+    csv_text = report.csv()
+    assert csv_text.splitlines()[0].startswith("optimizer,test acc")
+    assert len(csv_text.splitlines()) == 3
+
+
+def test_failed_and_unfinished_jobs_are_named(tmp_path):
+    _job(tmp_path, "0", ["optimizer.lr=0.1"], 0.9)
+    _job(tmp_path, "1", ["optimizer.lr=-1"], None, status="failed", error="ConfigError: optimizer.lr must be > 0")
+    (tmp_path / "2" / ".hydra").mkdir(parents=True)  # killed before it wrote anything
+    report = build_report(tmp_path)
+    assert [r.status for r in report.failures()] == ["failed", "unfinished"]
+    md = report.markdown()
+    assert "optimizer.lr must be > 0" in md and "killed or still running" in md
+    assert "3 runs, 1 finished, 2 not." in md
+
+
+def test_paper_values_beside_ours_with_units_and_not_run_cells(tmp_path):
+    for seed, acc in ((1, 0.990), (2, 0.994)):
+        _job(
+            tmp_path,
+            f"cnn{seed}",
+            ["model=keras_cnn", f"seed={seed}"],
+            acc,
+            model="keras_cnn",
+            config={"trainer.max_epochs": 10},
+            reference="study_e/mnist",
+        )
+    report = build_report(tmp_path)  # the runs name their reference table
+    assert report.reference is not None and report.reference.name == "study_e/mnist"
+    cells = {c["cell"]: c for c in report.comparison()}
+    cnn = cells["CNN, MNIST"]
+    assert cnn["paper"] == "0.9911" and cnn["n"] == "2"
+    assert cnn["ours"] == "0.9920 ± 0.0028" and cnn["diff"] == "+0.0009"
+    assert cnn["paper time s"] == "410" and cnn["our time s"] == "10"
+    assert cells["FCN, MNIST"]["ours"] == "not run"
+    assert "Paper: CNN versus fully convolutional network" in report.markdown()
+
+
+def test_error_percent_tables_convert_our_accuracy(tmp_path):
+    _job(tmp_path, "0", ["ablation=study_a_final", "data=mnist"], 0.9951, choices={"ablation": "study_a_final"})
+    report = build_report(tmp_path, reference="study_a/ablation")
+    cell = next(c for c in report.comparison() if c["cell"].endswith("(final), MNIST"))
+    assert cell["paper"] == "0.50" and cell["ours"] == "0.49" and cell["diff"] == "-0.01"
+    assert to_unit(0.9, "percent") == pytest.approx(90.0)
+
+
+def test_every_reference_table_loads_with_settings():
+    names = available()
+    assert {
+        "study_a/ablation",
+        "study_a/bits",
+        "study_c/ablation",
+        "study_d/epochs",
+        "study_e/mnist",
+        "study_e/single_conv",
+    } <= set(names)
+    for name in names:
+        table = load(name)
+        assert table.cells and all(c.setting for c in table.cells)
+    with pytest.raises(UserError, match="unknown reference table"):
+        load("study_z/nothing")
+
+
+def test_matching_uses_choices_record_fields_and_config(tmp_path):
+    from imgbench.report.collect import find_runs
+
+    _job(
+        tmp_path,
+        "0",
+        [],
+        0.9,
+        choices={"scheduler": "exponential"},
+        config={"model.activation": "selu", "trainer.max_epochs": 10},
+    )
+    (run,) = find_runs(tmp_path)
+    assert matches(
+        run, {"scheduler": "exponential", "model.activation": "selu", "trainer.max_epochs": 10.0, "model": "keras_cnn"}
+    )
+    assert not matches(run, {"model.activation": "relu"})
+    assert not matches(run, {"model.hash_bits": 48})
+
+
+def test_report_cli_writes_files_and_rejects_bad_dirs(tmp_path, capsys):
+    _job(tmp_path, "0", ["optimizer=adam"], 0.9)
+    _job(tmp_path, "1", ["optimizer=sgd"], 0.8)
+    assert report_main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| adam |" in out and (tmp_path / "report.md").is_file() and (tmp_path / "report.csv").is_file()
+    assert report_main([str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
