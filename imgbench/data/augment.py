@@ -1,0 +1,156 @@
+"""Batched augmentation and normalisation on uint8 image tensors, on whatever device the batch is on.
+
+No per-image Python work: one call transforms a whole ``(N, C, H, W)`` batch. Geometric transforms run on
+uint8 (cheap), then the batch becomes float and is normalised. Randomness comes from the transform's own
+``torch.Generator`` so that it can be seeded per process (different on every DDP rank) and saved in
+checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# AlexNet's "fancy PCA" lighting: the eigen decomposition of ImageNet's RGB covariance (pixels in [0, 1]),
+# the values every reimplementation uses (fb.resnet.torch, timm).
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+PAD_MODES = ("zeros", "reflect", "edge")
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation, applied to whole batches.
+
+    crop_padding: random crop of the original size after padding by this many pixels (0: off).
+    shift: random shift by up to this fraction of height and width (Keras ``width_shift_range``).
+    pad_mode: how crop and shift fill the border: zeros, reflect or edge (Keras's 'nearest').
+    flip: random horizontal flip with probability 1/2.
+    lighting: standard deviation of AlexNet's PCA colour noise (0: off; the paper uses 0.1).
+    """
+
+    crop_padding: int = 0
+    shift: float = 0.0
+    pad_mode: str = "zeros"
+    flip: bool = False
+    lighting: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.crop_padding < 0 or not 0.0 <= self.shift < 1.0 or self.lighting < 0:
+            raise ValueError("augment: crop_padding >= 0, 0 <= shift < 1 and lighting >= 0 are required")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"augment.pad_mode must be one of {', '.join(PAD_MODES)}, got '{self.pad_mode}'")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.crop_padding or self.shift or self.flip or self.lighting)
+
+
+_TORCH_PAD = {"zeros": "constant", "reflect": "reflect", "edge": "replicate"}
+
+
+def random_translate(
+    x: torch.Tensor, max_dy: int, max_dx: int, mode: str = "zeros", generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Pad by ``(max_dy, max_dx)`` (border filled by ``mode``) and take one random crop of the original size
+    per image: a random integer shift in ``[-max, max]``.
+
+    All crops are read in one gather from a strided view of every possible window.
+    """
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_dx, max_dx, max_dy, max_dy), mode=_TORCH_PAD[mode])
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (n, c, 2*max_dy+1, 2*max_dx+1, h, w), a view
+    dy = torch.randint(0, 2 * max_dy + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * max_dx + 1, (n,), device=x.device, generator=generator)
+    return windows[torch.arange(n, device=x.device), :, dy, dx]
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flip each image horizontally with probability 1/2."""
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def lighting_offsets(
+    n: int, std: float, device: torch.device, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """AlexNet's PCA colour noise: one RGB offset per image, ``(n, 3)`` in [0, 1] pixel units."""
+    eigval = torch.tensor(IMAGENET_EIGVAL, device=device)
+    eigvec = torch.tensor(IMAGENET_EIGVEC, device=device)
+    alpha = torch.randn(n, 3, device=device, generator=generator) * std
+    return (alpha * eigval) @ eigvec.T
+
+
+class BatchTransform:
+    """uint8 batch -> augmented (when training) and normalised float batch.
+
+    ``mean`` and ``std`` are per channel in [0, 1] units; the float conversion and normalisation are fused
+    into one multiply-add.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+        self.augment = augment or AugmentConfig()
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
+        self._saved_state: dict[str, torch.Tensor] | None = None
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """This transform's random generator on ``device`` (created on first use, seeded by ``seed``)."""
+        g = self._generators.get(device)
+        if g is None:
+            g = torch.Generator(device=device)
+            g.manual_seed(self.seed)
+            key = str(device)
+            if self._saved_state and key in self._saved_state:
+                g.set_state(self._saved_state[key])
+            self._generators[device] = g
+        return g
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {str(d): g.get_state() for d, g in self._generators.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._saved_state = dict(state)
+        self._generators.clear()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 -> float32 ``(x / 255 - mean) / std``."""
+        c = x.shape[1]
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=x.device).view(1, c, 1, 1)
+        shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)], device=x.device).view(1, c, 1, 1)
+        return torch.addcmul(-shift, x.float(), scale)
+
+    def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        aug = self.augment
+        if not (train and aug.active):
+            return self.normalize(x)
+        g = self.generator(x.device)
+        if aug.crop_padding or aug.shift:
+            h, w = x.shape[2], x.shape[3]
+            max_dy = aug.crop_padding + round(aug.shift * h)
+            max_dx = aug.crop_padding + round(aug.shift * w)
+            x = random_translate(x, max_dy, max_dx, aug.pad_mode, g)
+        if aug.flip:
+            x = random_flip(x, g)
+        out = self.normalize(x)
+        if aug.lighting and x.shape[1] == 3:
+            # an offset in [0, 1] pixel units becomes offset / std after normalisation
+            rgb = lighting_offsets(x.shape[0], aug.lighting, x.device, g)
+            out = out + (rgb / torch.tensor(self.std, device=x.device))[:, :, None, None]
+        return out

@@ -1,0 +1,104 @@
+"""Batches straight from in-memory tensors: one permutation per epoch, one gather per batch.
+
+This replaces a ``DataLoader`` over a per-image ``Dataset`` for data that fits in memory: no workers, no
+collation, no per-image Python. The order is a pure function of ``(seed, epoch)``, so a resumed run sees
+exactly the batches the uninterrupted run would have seen, and each DDP rank takes a disjoint share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+
+
+class TensorBatches:
+    """An iterable of ``(images, labels)`` batches over tensors that live on one device.
+
+    Args:
+        images, labels: the whole split (uint8 images, int64 labels), on the device batches should be on.
+        batch_size: images per batch for this process.
+        shuffle: a new random order every epoch (training); otherwise the stored order.
+        drop_last: drop a last incomplete batch.
+        seed: the shuffling seed; epoch ``e`` uses ``seed + e``.
+        steps_per_epoch: if set, an epoch is this many batches of an endless stream of shuffled passes
+            (Keras's ``steps_per_epoch``): epoch ``e`` continues where epoch ``e - 1`` stopped.
+        rank, world_size: this process's share of every epoch (DDP). Training splits each epoch's
+            permutation; evaluation strides over the split so that every image is seen exactly once.
+        epoch_fn: returns the current epoch when iteration starts (the DataModule passes the trainer's
+            ``current_epoch``, which a resumed run restores); without it, ``set_epoch`` sets it.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        steps_per_epoch: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        epoch_fn: Callable[[], int] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.images, self.labels = images, labels
+        self.batch_size = batch_size
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.seed = seed
+        self.steps_per_epoch = steps_per_epoch
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.epoch_fn = epoch_fn
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def num_samples(self) -> int:
+        """Images this process sees per epoch (a full pass, or ``steps_per_epoch`` batches)."""
+        n = len(self.labels)
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch * self.batch_size
+        if self.shuffle:
+            return n // self.world_size  # equal shares, so ranks stay in step
+        return len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _permutation(self, k: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed + k)
+        return torch.randperm(len(self.labels), generator=g).to(self.labels.device)
+
+    def indices(self) -> torch.Tensor:
+        """This process's image indices for the current epoch, in order."""
+        n = len(self.labels)
+        if not self.shuffle:
+            return torch.arange(self.rank, n, self.world_size, device=self.labels.device)
+        if self.steps_per_epoch is None:
+            share = n // self.world_size
+            return self._permutation(self.epoch)[self.rank * share : (self.rank + 1) * share]
+        # an endless stream of shuffled passes, split between ranks batch by batch
+        per_step = self.batch_size * self.world_size
+        start = self.epoch * self.steps_per_epoch * per_step
+        stop = start + self.steps_per_epoch * per_step
+        parts = [self._permutation(k) for k in range(start // n, (stop - 1) // n + 1)]
+        stream = torch.cat(parts)[start - (start // n) * n :][: stop - start]
+        return stream.view(self.steps_per_epoch, self.world_size, self.batch_size)[:, self.rank].reshape(-1)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.epoch_fn is not None:
+            self.epoch = self.epoch_fn()
+        idx = self.indices()
+        for b in range(len(self)):
+            i = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            if len(i) == 0:
+                return
+            yield self.images[i], self.labels[i]
