@@ -8,8 +8,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from imgbench.cli import precheck, run_task, setup_environment
+from imgbench.cli import fail, precheck, resolve_resume, run_task, setup_environment
 from imgbench.config import validate
+from imgbench.errors import UserError
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -22,5 +23,9 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     setup_environment()
+    try:
+        sys.argv[1:] = resolve_resume(sys.argv[1:])
+    except UserError as e:
+        fail(e)
     precheck("train", sys.argv[1:], validate)
     main()

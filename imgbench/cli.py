@@ -22,7 +22,20 @@ log = logging.getLogger("imgbench")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
-_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version")
+# flags after which Hydra only prints (the config, help, ...) and runs nothing: no pre-flight check
+_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc", "--version", "--cfg", "-c")
+# flags that take the next argument as their value
+_VALUE_FLAGS = (
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--package",
+    "-p",
+    "--experimental-rerun",
+)
 
 
 # ---------------------------------------------------------------------------- resolvers
@@ -182,7 +195,8 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
     """Validate a command line before Hydra runs it; prints one line and exits 2 on the first problem."""
     if any(a in _INFO_FLAGS for a in argv):
         return
-    args = [a for a in argv if not a.startswith("-")]
+    values = {i + 1 for i, a in enumerate(argv) if a in _VALUE_FLAGS}
+    args = [a for i, a in enumerate(argv) if not a.startswith("-") and i not in values]
     job_args = [a for a in args if not re.match(r"^[+~]*hydra[./]", a)]
     try:
         first, group_values = _split_sweeps(job_args)
@@ -195,12 +209,89 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
                 _check_group_values(key, [v.strip() for v in spec.split(",")])
         job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         validator(job, config_name)
+        run_dir = next((a.split("=", 1)[1] for a in args if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))), None)
+        check_writable(Path(run_dir) if run_dir else Path(str(OmegaConf.select(cfg, "paths.log_dir"))))
     except UserError as e:
         fail(e)
     finally:
         from hydra.core.hydra_config import HydraConfig
 
         HydraConfig.instance().cfg = None
+
+
+# ---------------------------------------------------------------------------- resume
+
+
+def _saved_overrides(run_dir: Path) -> list[str]:
+    import yaml
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run directory (no .hydra/overrides.yaml); pass resume=<run dir> or resume=latest"
+        )
+    return [o for o in (yaml.safe_load(path.read_text()) or []) if not o.startswith(("resume=", "hydra."))]
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def latest_run(overrides: list[str], log_dir: Path) -> Path:
+    """The newest run directory under ``log_dir`` whose command-line overrides equal ``overrides``."""
+    want = sorted(overrides)
+    candidates = [
+        p.parent.parent
+        for p in log_dir.glob("*/*/.hydra/overrides.yaml")
+        if "multirun" not in p.parts and sorted(_saved_overrides(p.parent.parent)) == want
+    ]
+    if not candidates:
+        shown = " ".join(overrides) or "(no overrides)"
+        raise ConfigError(
+            f"resume=latest: no earlier run of this config ({shown}) under {log_dir}; start one without resume"
+        )
+    return max(candidates, key=lambda p: (p / ".hydra" / "overrides.yaml").stat().st_mtime)
+
+
+def resolve_resume(argv: list[str]) -> list[str]:
+    """Turn ``resume=<run dir>|latest`` into the run's own overrides, its directory and ``resume=<dir>``.
+
+    Extra overrides given with ``resume`` replace the saved ones (e.g. ``trainer.max_epochs=20`` to train on).
+    """
+    resume = [a for a in argv if a.startswith("resume=")]
+    if not resume:
+        return argv
+    if "-m" in argv or "--multirun" in argv:
+        raise ConfigError(
+            "resume= continues one run; to continue a sweep add hydra.sweep.dir=<dir> sweep.skip_finished=true"
+        )
+    value = resume[-1].split("=", 1)[1]
+    extras = [a for a in argv if not a.startswith("resume=") and not a.startswith("-")]
+    flags = [a for a in argv if a.startswith("-")]
+    if value == "latest":
+        log_dir = next(
+            (Path(a.split("=", 1)[1]) for a in extras if a.startswith("paths.log_dir=")), REPO_ROOT / "outputs"
+        )
+        run_dir = latest_run([a for a in extras if not a.startswith("hydra.")], log_dir)
+    else:
+        run_dir = Path(value).expanduser()
+    run_dir = run_dir.resolve()
+    saved = {_key(o): o for o in _saved_overrides(run_dir)}
+    saved.update({_key(o): o for o in extras if not o.startswith("hydra.run.dir=")})
+    print(f"imgbench: resuming {run_dir}", file=sys.stderr)
+    return [*flags, *saved.values(), f"hydra.run.dir={run_dir}", f"resume={run_dir}"]
+
+
+def check_writable(path: Path) -> None:
+    """The folder runs are written to must be creatable and writable (one line otherwise)."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write run directories under {path} ({probe} is not writable); "
+            "set paths.log_dir to a writable folder"
+        )
 
 
 def fail(error: BaseException, code: int = 2) -> None:
@@ -223,9 +314,12 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
     goes on; :class:`imgbench.sweep.ReportCallback` reports the failures and exits non-zero at the end. With
     ``sweep.skip_finished=true`` a job whose earlier attempt finished (same overrides) is not run again.
     """
+    from omegaconf import open_dict
+
+    from .callbacks import TrainingInterrupted
     from .io import write_json
     from .run import run_record
-    from .sweep import archive_previous_attempt, finished_before, is_multirun
+    from .sweep import archive_previous_attempt, finished_before, is_multirun, was_killed
 
     out = Path(cfg.paths.output_dir)
     multirun = is_multirun()
@@ -234,10 +328,19 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
         if previous is not None:
             log.info("skipping %s: it finished before (sweep.skip_finished=true)", out)
             return previous
-    archive_previous_attempt(out)
+        if was_killed(out):  # an attempt died with a checkpoint: continue it rather than start over
+            log.info("resuming the unfinished job in %s", out)
+            with open_dict(cfg):
+                cfg.resume = str(out)
+    if not cfg.get("resume"):
+        archive_previous_attempt(out)
     try:
         write_json(out / "metrics.json", {**run_record(cfg), "status": "running"})
         return fn(cfg)
+    except TrainingInterrupted as e:
+        write_json(out / "metrics.json", {**run_record(cfg), "status": "interrupted", "error": str(e)})
+        print(f"imgbench: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except Exception as e:
         log.error("%s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
         _record_failure(out, cfg, e)

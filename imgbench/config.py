@@ -40,6 +40,7 @@ TOP_LEVEL_KEYS = set(CONFIG_GROUPS) | {
     "tags",
     "seed",
     "ckpt_path",
+    "resume",
     "train",
     "test",
     "test_ckpt",

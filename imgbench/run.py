@@ -13,15 +13,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .callbacks import LastCheckpoint
+from .checkpoint import CONFIG_KEY, check_fits, read_checkpoint
 from .config import to_plain, validate
 from .data.datamodules import InMemoryDataModule
-from .errors import CheckpointError, ConfigError
 from .io import write_json
 from .modules import ImageClassifier
 
 log = logging.getLogger(__name__)
-
-CONFIG_KEY = "imgbench"  # the checkpoint entry that lets eval.py rebuild a run from the checkpoint alone
 RUN_KEYS = ("data", "model", "optimizer", "scheduler", "module", "seed", "monitor", "monitor_mode")
 
 
@@ -141,10 +140,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     has_val = "val" in dm.splits
     trainer = build_trainer(cfg, has_val)
 
+    ckpt_path = start_checkpoint(cfg, module)
     fit_seconds = 0.0
     if cfg.get("train", True):
         t0 = time.perf_counter()
-        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         fit_seconds = time.perf_counter() - t0
 
     val_best = trainer.callback_metrics.get("val/acc_best")  # read before testing resets the metrics
@@ -202,12 +202,27 @@ def log_hparams(trainer: L.Trainer, result: dict[str, Any]) -> None:
             logger.finalize("success")
 
 
-def _last_checkpoint(trainer: L.Trainer) -> str | None:
-    cb = trainer.checkpoint_callback
-    if cb is None or cb.dirpath is None:
+def start_checkpoint(cfg: DictConfig, module: ImageClassifier) -> str | None:
+    """The checkpoint ``fit`` continues from: ``resume=<run dir>``'s last.ckpt, or ``ckpt_path``; checked first."""
+    path = cfg.get("ckpt_path")
+    if cfg.get("resume"):
+        last = Path(cfg.resume) / "checkpoints" / LastCheckpoint.FILE
+        if not last.is_file():
+            log.info("resume: %s has no checkpoint yet, training from the start in that directory", cfg.resume)
+            return None
+        path = str(last)
+        log.info("resuming from %s", path)
+    if path is None:
         return None
-    last = Path(cb.dirpath) / "last.ckpt"
-    return str(last) if last.exists() else None
+    check_fits(read_checkpoint(path), module, path)
+    return str(path)
+
+
+def _last_checkpoint(trainer: L.Trainer) -> str | None:
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, LastCheckpoint) and cb.path.is_file():
+            return str(cb.path)
+    return None
 
 
 def _format(metrics: dict[str, float]) -> str:
@@ -228,31 +243,13 @@ def environment() -> dict[str, Any]:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by imgbench (weights only: no code is unpickled)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/last.ckpt")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(e).__name__}); pass a .ckpt file written by train.py"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or CONFIG_KEY not in ckpt:
-        raise CheckpointError(
-            f"{path} is not an imgbench checkpoint (no state_dict or run config); pass one written by train.py"
-        )
-    return ckpt
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the run that wrote ``cfg.ckpt_path`` and test it; writes ``metrics.json`` in this run's directory."""
     validate(cfg, "eval")
     ckpt_path = Path(cfg.ckpt_path)
     if ckpt_path.is_dir():  # a run directory: its final weights
         ckpt_path = ckpt_path / "checkpoints" / "last.ckpt"
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(ckpt_path)
     stored = OmegaConf.create(ckpt[CONFIG_KEY]["config"])
     with open_dict(cfg):
         for key in RUN_KEYS:
@@ -262,10 +259,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
     module = build_module(cfg, net, dm.num_classes)
-    try:
-        module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{ckpt_path} does not fit the model it names ({str(e).splitlines()[0]})") from None
+    check_fits(ckpt, module, ckpt_path)
+    module.load_state_dict(ckpt["state_dict"])
     trainer = build_trainer(cfg, has_val=False, enable_checkpointing=False)
     trainer.test(module, datamodule=dm, verbose=False)
     metrics = _metrics(trainer, "test/")
@@ -291,8 +286,3 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if result.get("matches_run") is not None:
             log.info("same as the run's metrics.json: %s", "yes" if result["matches_run"] else "NO")
     return result
-
-
-def check_is_run_dir(path: Path) -> None:
-    if not (path / ".hydra").is_dir():
-        raise ConfigError(f"{path} is not a run directory (no .hydra/ inside)")

@@ -101,6 +101,21 @@ def finished_before(out: Path) -> dict[str, Any] | None:
     return None
 
 
+def was_killed(out: Path) -> bool:
+    """An earlier attempt of this job stopped without finishing (killed or interrupted) but left a checkpoint."""
+    import json
+
+    path = out / "metrics.json"
+    if not (out / "checkpoints" / "last.ckpt").is_file() or not path.is_file():
+        return False
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return False
+    same = _comparable(record.get("overrides", [])) == _comparable(job_overrides())
+    return same and record.get("status") in ("running", "interrupted")
+
+
 def archive_previous_attempt(out: Path) -> Path | None:
     """Move what an earlier attempt left in ``out`` to ``out/previous_attempts/<time>/``: nothing is overwritten."""
     present = [out / name for name in ATTEMPT_FILES if (out / name).exists()]

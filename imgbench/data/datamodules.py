@@ -253,11 +253,17 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world,
             epoch_fn=self._current_epoch if train else None,
+            position_fn=self._batches_done if train else None,
         )
 
     def _current_epoch(self) -> int:
         trainer = self._trainer_or_none()
         return trainer.current_epoch if trainer is not None else 0
+
+    def _batches_done(self) -> int:
+        """Training batches finished in the current epoch (what a checkpoint saved now has seen)."""
+        trainer = self._trainer_or_none()
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
 
     def train_dataloader(self) -> TensorBatches:
         return self._loader("train", train=True)

@@ -28,6 +28,8 @@ class TensorBatches:
             permutation; evaluation strides over the split so that every image is seen exactly once.
         epoch_fn: returns the current epoch when iteration starts (the DataModule passes the trainer's
             ``current_epoch``, which a resumed run restores); without it, ``set_epoch`` sets it.
+        position_fn: returns how many batches of the current epoch training has finished; saved by
+            :meth:`state_dict` so that a run resumed from a mid-epoch checkpoint continues with the next batch.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
+        position_fn: Callable[[], int] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -53,6 +56,9 @@ class TensorBatches:
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.epoch_fn = epoch_fn
+        self.position_fn = position_fn
+        self._yielded = 0
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batches already done) after load_state_dict
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -96,9 +102,26 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.epoch_fn is not None:
             self.epoch = self.epoch_fn()
+        skip = 0
+        if self._resume_at is not None:
+            epoch, done = self._resume_at
+            skip = done if epoch == self.epoch else 0
+            self._resume_at = None
         idx = self.indices()
-        for b in range(len(self)):
+        self._yielded = skip
+        for b in range(skip, len(self)):
             i = idx[b * self.batch_size : (b + 1) * self.batch_size]
             if len(i) == 0:
                 return
+            self._yielded += 1
             yield self.images[i], self.labels[i]
+
+    # Lightning saves a loader with these two methods in every checkpoint and restores it on resume.
+
+    def state_dict(self) -> dict[str, int]:
+        done = self.position_fn() if self.position_fn is not None else self._yielded
+        return {"epoch": self.epoch, "batches": int(done)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if self.shuffle:  # only training resumes mid-epoch; evaluation always sees the whole split
+            self._resume_at = (int(state["epoch"]), int(state["batches"]))

@@ -12,10 +12,16 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..checkpoint import CONFIG_KEY, rng_state, set_rng_state
+from ..errors import UserError
 from ..models.layers import count_parameters
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite: training stops (the last good checkpoint stays)."""
 
 
 class ImageClassifier(L.LightningModule):
@@ -66,6 +72,7 @@ class ImageClassifier(L.LightningModule):
             metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
         collection = MetricCollection(metrics)
         self.train_metrics = collection.clone(prefix="train/")
+        self.train_metrics.persistent(True)  # a run resumed mid-epoch reports the same train/acc
         self.val_metrics = collection.clone(prefix="val/")
         self.test_metrics = collection.clone(prefix="test/")
         self.val_loss = MeanMetric()
@@ -79,6 +86,7 @@ class ImageClassifier(L.LightningModule):
         self.train_seconds = 0.0
         self.train_images = 0
         self.run_config: dict[str, Any] | None = None  # set by imgbench.run; stored in every checkpoint
+        self._rng_to_restore: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ forward
 
@@ -95,10 +103,24 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (batch "
+                f"{batch_idx} of the epoch); {self._last_good_checkpoint()}; lower optimizer.lr or set "
+                f"trainer.gradient_clip_val"
+            )
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self._epoch_images += len(y)
         return loss
+
+    def _last_good_checkpoint(self) -> str:
+        from ..callbacks import LastCheckpoint
+
+        for cb in self.trainer.checkpoint_callbacks:
+            if isinstance(cb, LastCheckpoint) and cb.path.is_file():
+                return f"the last good checkpoint, {cb.path}, is kept"
+        return "no checkpoint had been saved yet"
 
     def _eval_step(self, batch, metrics: MetricCollection, loss_metric: MeanMetric) -> dict[str, torch.Tensor]:
         x, y = batch
@@ -158,16 +180,23 @@ class ImageClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # plain data only, so that eval.py can rebuild the run with torch.load(weights_only=True)
-        checkpoint["imgbench"] = {
+        checkpoint[CONFIG_KEY] = {
             "config": self.run_config,
             "train_seconds": self.train_seconds,
             "train_images": self.train_images,
+            "rng": rng_state(),  # dropout draws from the global generator: a resumed run must continue it
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("imgbench") or {}
+        saved = checkpoint.get(CONFIG_KEY) or {}
         self.train_seconds = float(saved.get("train_seconds", 0.0))
         self.train_images = int(saved.get("train_images", 0))
+        self._rng_to_restore = saved.get("rng")
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore:  # restored last, right before training continues
+            set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
 
     # ------------------------------------------------------------------ optimisation
 
