@@ -184,14 +184,14 @@ def test_interrupted_writes_leave_the_previous_file(tmp_path, monkeypatch):
     target = tmp_path / "metrics.json"
     write_json(target, {"v": 1})
 
-    class Boom(Exception):
+    class BoomError(Exception):
         pass
 
     def explode(*a, **k):
-        raise Boom
+        raise BoomError
 
     monkeypatch.setattr("json.dump", explode)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         write_json(target, {"v": 2})
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"v": 1}
@@ -203,10 +203,10 @@ def test_interrupted_writes_leave_the_previous_file(tmp_path, monkeypatch):
 
     def half_written(obj, f, *a, **k):
         f.write(b"partial bytes")
-        raise Boom
+        raise BoomError
 
     monkeypatch.setattr(torch, "save", half_written)
-    with pytest.raises(Boom):
+    with pytest.raises(BoomError):
         io.save_checkpoint({"step": 2}, ckpt)
     monkeypatch.undo()
     assert torch.load(ckpt, weights_only=True) == {"step": 1}
