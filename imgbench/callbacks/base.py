@@ -36,13 +36,14 @@ class ReportCallback(L.Callback):
     ) -> Path | None:
         """Save ``fig`` as ``<run dir>/<filename>`` (if a name is given) and log it to TensorBoard as ``tag``."""
         path = None
+        rgb = figure_to_rgb(fig)  # rendered once for both
         if filename:
             path = self.run_dir(trainer) / filename
-            save_png(fig, path)
+            save_png(rgb, path)
         if self.tensorboard and tensorboard:
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(tag, figure_to_rgb(fig), trainer.global_step, dataformats="HWC")
+                    logger.experiment.add_image(tag, rgb, trainer.global_step, dataformats="HWC")
         return path
 
 

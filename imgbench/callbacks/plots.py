@@ -1,7 +1,7 @@
 """The pictures of a run, drawn with matplotlib's object API (no pyplot: no global state, no GUI backend).
 
-Each ``draw_*`` function takes plain numbers and returns a :class:`~matplotlib.figure.Figure`; :func:`save_png`
-writes one atomically and :func:`figure_to_rgb` renders one for TensorBoard.
+Each ``draw_*`` function takes plain numbers and returns a :class:`~matplotlib.figure.Figure`;
+:func:`figure_to_rgb` renders one once for both the PNG (:func:`save_png`, atomic) and TensorBoard.
 """
 
 from __future__ import annotations
@@ -21,18 +21,21 @@ TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"
 RIGHT_COLOR, WRONG_COLOR = "#1a7f37", "#cf222e"  # green / red titles in the prediction grid
 
 
-def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
-    """Write ``fig`` as a PNG, atomically."""
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=dpi)
-
-
 def figure_to_rgb(fig: Figure, dpi: int = 100) -> np.ndarray:
-    """``fig`` rendered as an ``(H, W, 3)`` uint8 array (for ``SummaryWriter.add_image(..., dataformats="HWC")``)."""
+    """``fig`` rendered as an ``(H, W, 3)`` uint8 array (for a PNG and ``SummaryWriter.add_image``)."""
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_png(image: Figure | np.ndarray, path: str | os.PathLike) -> None:
+    """Write a figure or an ``(H, W, 3)`` uint8 array as a PNG, atomically."""
+    from PIL import Image
+
+    rgb = figure_to_rgb(image) if isinstance(image, Figure) else image
+    with atomic_open(path, "wb") as f:
+        Image.fromarray(rgb).save(f, format="PNG")
 
 
 # ---------------------------------------------------------------------------- training curves
@@ -56,10 +59,16 @@ def draw_curves(history: Mapping[str, Sequence[float | None]], epochs: Sequence[
             if y.size and not np.all(np.isnan(y)):
                 keep = ~np.isnan(y)
                 label = "train" if split == "train" else "validation"
-                ax.plot(x[: y.size][keep], y[keep], marker="o", markersize=3, color=color, label=label)
+                marker = "o" if len(x) <= 50 else None  # dots for short runs, plain lines for 1000 epochs
+                ax.plot(x[: y.size][keep], y[keep], marker=marker, markersize=3, color=color, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if 0 < len(x) <= 12:
+            ax.set_xticks(x)  # every epoch
+            if len(x) == 1:
+                ax.set_xlim(x[0] - 1, x[0] + 1)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         if ax.lines:
             ax.legend()
@@ -87,8 +96,8 @@ def draw_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], title: str
     n = len(classes)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
-    side = min(max(6.0, 0.5 * n + 2.5), 30.0)
-    font = 10 if n <= 10 else 8 if n <= 30 else 7
+    side = min(max(6.0, 0.5 * n + 2.5), 20.0)
+    font = 10 if n <= 10 else 8 if n <= 30 else 6
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
