@@ -1,6 +1,38 @@
-"""Lightning callbacks of imgbench."""
+"""Lightning callbacks: the resume checkpoint, graceful interruption, and a run's reports (curves, confusion
+matrix, prediction grid, submission.csv).
 
+Configured in ``conf/callbacks/reports.yaml`` (part of ``callbacks=default``); each can be removed with
+``~callbacks.<name>``. Files go into the run directory from global rank 0; figures also go to TensorBoard's
+images tab when a TensorBoardLogger is configured.
+"""
+
+from .base import ReportCallback
 from .checkpoint import LastCheckpoint
+from .curves import MetricCurves
 from .interrupt import GracefulInterrupt, TrainingInterrupted
+from .plots import draw_confusion_matrix, draw_curves, draw_prediction_grid
+from .predictions import (
+    ConfusionMatrixReport,
+    PredictionGrid,
+    PredictionReport,
+    Predictions,
+    SubmissionWriter,
+    interleave_shares,
+)
 
-__all__ = ["GracefulInterrupt", "LastCheckpoint", "TrainingInterrupted"]
+__all__ = [
+    "ConfusionMatrixReport",
+    "GracefulInterrupt",
+    "LastCheckpoint",
+    "MetricCurves",
+    "PredictionGrid",
+    "PredictionReport",
+    "Predictions",
+    "ReportCallback",
+    "SubmissionWriter",
+    "TrainingInterrupted",
+    "draw_confusion_matrix",
+    "draw_curves",
+    "draw_prediction_grid",
+    "interleave_shares",
+]

@@ -1,16 +1,20 @@
 """Plain ``nn.Module`` image classifiers and their registry. Nothing here knows about training."""
 
-from .keras import keras_cnn, keras_fcn
+from .keras import keras_cnn, keras_fcn, single_conv
 from .layers import count_parameters
+from .lenet import cifar_cnn, lenet5
 from .registry import UnknownModelError, create_model, get_model_factory, list_models, register_model
 
 __all__ = [
     "UnknownModelError",
+    "cifar_cnn",
     "count_parameters",
     "create_model",
     "get_model_factory",
     "keras_cnn",
     "keras_fcn",
+    "lenet5",
     "list_models",
     "register_model",
+    "single_conv",
 ]

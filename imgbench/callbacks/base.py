@@ -1,0 +1,63 @@
+"""What every report callback shares: where the files go, the run's name, TensorBoard images."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+
+from .plots import figure_to_rgb, save_png
+
+log = logging.getLogger(__name__)
+
+
+class ReportCallback(L.Callback):
+    """Base class: writes into ``output_dir`` (default: the run directory, ``trainer.default_root_dir``) from
+    global rank 0 only, and logs its figures to every TensorBoard logger of the run (none: files only).
+
+    Args:
+        output_dir: the folder for the files; None: ``trainer.default_root_dir`` (``paths.output_dir``).
+        tensorboard: also show the figures in TensorBoard's images tab when a TensorBoardLogger is present.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike | None = None, tensorboard: bool = True) -> None:
+        self.output_dir = output_dir
+        self.tensorboard = tensorboard
+
+    def run_dir(self, trainer: L.Trainer) -> Path:
+        return Path(self.output_dir if self.output_dir is not None else trainer.default_root_dir)
+
+    def publish(
+        self, trainer: L.Trainer, fig: Figure, filename: str | None, tag: str, tensorboard: bool = True
+    ) -> Path | None:
+        """Save ``fig`` as ``<run dir>/<filename>`` (if a name is given) and log it to TensorBoard as ``tag``."""
+        path = None
+        rgb = figure_to_rgb(fig)  # rendered once for both
+        if filename:
+            path = self.run_dir(trainer) / filename
+            save_png(rgb, path)
+        if self.tensorboard and tensorboard:
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(tag, rgb, trainer.global_step, dataformats="HWC")
+        return path
+
+
+def run_title(trainer: L.Trainer) -> str:
+    """``<model> on <data>`` from the imgbench run config and DataModule, as far as they are known."""
+    module = trainer.lightning_module
+    config = getattr(module, "run_config", None) or {}
+    target = str((config.get("model") or {}).get("_target_", ""))
+    model = target.rsplit(".", 1)[-1] if target else type(getattr(module, "net", module)).__name__
+    data = getattr(trainer.datamodule, "name", None)
+    return f"{model} on {data}" if data else model
+
+
+def class_names(trainer: L.Trainer, num_classes: int) -> list[str]:
+    """The DataModule's class names, or ``0``, ``1``, ... when it has none."""
+    classes = list(getattr(trainer.datamodule, "classes", None) or [])
+    return [str(c) for c in classes] if len(classes) == num_classes else [str(i) for i in range(num_classes)]
