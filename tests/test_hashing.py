@@ -80,7 +80,7 @@ def test_detects_nets_with_codes():
         HashClassifier(keras_cnn(), num_classes=10, optimizer=sgd())
 
 
-def test_fit_and_test_log_every_hash_metric():
+def test_fit_and_test_log_every_hash_metric(tmp_path):
     torch.manual_seed(0)
     dm = TinyData()
     module = HashClassifier(TinyHashNet(), num_classes=3, optimizer=sgd(), knn_k=5)
@@ -108,6 +108,11 @@ def test_fit_and_test_log_every_hash_metric():
     want = retrieval_metrics(q, dm.splits["test"].labels, d, dm.splits["train"].labels, knn_k=5)
     for key, value in want.items():
         assert logged[f"test/{key}"] == pytest.approx(value, abs=1e-6), key
+
+    # the hash options are hyperparameters, and checkpoints stay loadable with weights_only=True
+    t.save_checkpoint(tmp_path / "last.ckpt")
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert saved["knn_k"] == 5 and list(saved["precision_ks"]) == list(range(100, 1001, 100))
 
 
 def test_small_database_skips_impossible_k(caplog):
