@@ -493,9 +493,9 @@ def alexnet_hash(
     ``pretrained``: a state_dict file (or a torchvision weight name) of the same ``base``; its five convs are
     loaded (they must fit), FC6 and FC7 where the shapes fit; H and FC8 stay random, as in the paper.
     ``init``: torch (PyTorch's defaults) | paper (AlexNet's N(0, 0.01), biases 1 in conv2, conv4, conv5, FC6,
-    FC7). Study A never trains from a random init (it fine-tunes ImageNet weights); from scratch, PyTorch's init
-    starts learning at once, while with N(0, 0.01) the signal fades through the convs and the loss stays flat
-    for the first steps.
+    FC7). Study A never trains from a random init (it fine-tunes ImageNet weights); from scratch, the loss moves
+    from the first steps with PyTorch's init, while with N(0, 0.01) the signal fades through the convs and the
+    loss stayed flat over the first steps in a quick check.
     """
     _check_init("alexnet_hash", init)
     if base not in ("paper", "torchvision"):
