@@ -1,5 +1,6 @@
 """Plain ``nn.Module`` image classifiers and their registry. Nothing here knows about training."""
 
+from .alexnet import alexnet, alexnet_hash, alexnet_tv
 from .keras import keras_cnn, keras_fcn, single_conv
 from .layers import count_parameters
 from .lenet import cifar_cnn, lenet5
@@ -7,6 +8,9 @@ from .registry import UnknownModelError, create_model, get_model_factory, list_m
 
 __all__ = [
     "UnknownModelError",
+    "alexnet",
+    "alexnet_hash",
+    "alexnet_tv",
     "cifar_cnn",
     "count_parameters",
     "create_model",

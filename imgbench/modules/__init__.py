@@ -1,5 +1,6 @@
 """LightningModules: the generic classifier (and subclasses where a study needs more)."""
 
 from .classifier import ImageClassifier
+from .hashing import HashClassifier, has_hash_codes
 
-__all__ = ["ImageClassifier"]
+__all__ = ["HashClassifier", "ImageClassifier", "has_hash_codes"]
