@@ -3,6 +3,7 @@
 from .keras import keras_cnn, keras_fcn
 from .layers import count_parameters
 from .registry import UnknownModelError, create_model, get_model_factory, list_models, register_model
+from .resnet import resnet18, resnet34
 
 __all__ = [
     "UnknownModelError",
@@ -13,4 +14,6 @@ __all__ = [
     "keras_fcn",
     "list_models",
     "register_model",
+    "resnet18",
+    "resnet34",
 ]
