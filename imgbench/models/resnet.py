@@ -70,10 +70,13 @@ class ZeroPadShortcut(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
         # pad = (left, right, top, bottom, channels before, channels after)
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+        out = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+        # F.pad loses channels_last on odd map sizes (the strided slice's layout is ambiguous): restore it
+        return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def extra_repr(self) -> str:
         return f"extra_channels={self.extra_channels}, stride={self.stride}"
