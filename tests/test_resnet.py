@@ -20,8 +20,13 @@ TORCHVISION_SWITCHES = {"activation": "relu", "stem": "conv", "stem_layout": "im
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_one_thread():
+    """Batches of 2 gain nothing from a second thread, and spinning threads on shared cores cost up to 4x."""
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def train_step(model: nn.Module, x: torch.Tensor, num_classes: int = 10) -> float:
