@@ -5,6 +5,7 @@ from .keras import keras_cnn, keras_fcn, single_conv
 from .layers import count_parameters
 from .lenet import cifar_cnn, lenet5
 from .registry import UnknownModelError, create_model, get_model_factory, list_models, register_model
+from .resnet import resnet18, resnet34
 
 __all__ = [
     "UnknownModelError",
@@ -20,5 +21,7 @@ __all__ = [
     "lenet5",
     "list_models",
     "register_model",
+    "resnet18",
+    "resnet34",
     "single_conv",
 ]
