@@ -146,22 +146,23 @@ def _unknown_key(cfg: DictConfig, key: str) -> str:
 
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    known = list(parent.keys()) if isinstance(parent, DictConfig) else []
+    known = [str(k) for k in parent] if isinstance(parent, DictConfig) else []
+    accepted: list[str] = []
     if isinstance(parent, DictConfig) and "_target_" in parent:  # the target's parameters are what may be set
         from .config import accepted_parameters, resolve_target
 
-        fn = resolve_target(str(parent["_target_"]), parent_key)
-        accepted, open_ended = accepted_parameters(fn)
+        names, open_ended = accepted_parameters(resolve_target(str(parent["_target_"]), parent_key))
         if not open_ended:
-            known = sorted(accepted - {"self", "params", "optimizer"})
-    close = get_close_matches(leaf, [str(k) for k in known], n=1, cutoff=0.6)
-    prefix = f"{parent_key}." if parent_key else ""
-    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-    if isinstance(parent, DictConfig) and "_target_" in parent and not close:
-        return f"unknown config key '{key}'; {parent_key} accepts: {', '.join(map(str, known))}"
+            accepted = sorted(names - {"self", "params", "optimizer"})
+    if leaf in accepted:  # a real option that the config file just does not list
+        return f"'{key}' is not in the config yet; add it with +{key}=..."
+    close = get_close_matches(leaf, known + accepted, n=1, cutoff=0.6)
     if close:
-        return f"unknown config key '{key}'{hint}"
-    return f"unknown config key '{key}'{hint}; to add a new key write +{key}=..."
+        prefix = f"{parent_key}." if parent_key else ""
+        return f"unknown config key '{key}' (did you mean '{prefix}{close[0]}'?)"
+    if accepted:
+        return f"unknown config key '{key}'; {parent_key} accepts: {', '.join(accepted)}"
+    return f"unknown config key '{key}'; to add a new key write +{key}=..."
 
 
 def compose_checked(config_name: str, overrides: list[str]) -> DictConfig:
@@ -311,7 +312,7 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
 
     Single run: a :class:`UserError` ends it with one line and exit status 2; other errors keep their traceback.
     Sweep job: any error is logged and recorded in the job's ``metrics.json`` (status ``failed``) and the sweep
-    goes on; :class:`imgbench.sweep.ReportCallback` reports the failures and exits non-zero at the end. With
+    goes on; :class:`imgbench.sweep.SweepReport` reports the failures and exits non-zero at the end. With
     ``sweep.skip_finished=true`` a job whose earlier attempt finished (same overrides) is not run again.
     """
     from omegaconf import open_dict

@@ -31,6 +31,7 @@ CONFIG_GROUPS = (
     "logger",
     "paths",
     "experiment",
+    "ablation",
     "hparams_search",
     "debug",
 )
@@ -51,7 +52,7 @@ TOP_LEVEL_KEYS = set(CONFIG_GROUPS) | {
     "optimized_metric",
     "report",
 }
-MODULE_KEYS = {"label_smoothing", "channels_last", "compile", "tta"}
+MODULE_KEYS = {"label_smoothing", "channels_last", "compile", "hash"}
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 SCHEDULER_LIGHTNING_KEYS = {"interval", "frequency", "monitor"}
 PRECISIONS = {

@@ -18,7 +18,7 @@ from .checkpoint import CONFIG_KEY, check_fits, read_checkpoint
 from .config import to_plain, validate
 from .data.datamodules import InMemoryDataModule
 from .io import write_json
-from .modules import ImageClassifier
+from .modules import HashClassifier, ImageClassifier, has_hash_codes
 
 log = logging.getLogger(__name__)
 RUN_KEYS = ("data", "model", "optimizer", "scheduler", "module", "seed", "monitor", "monitor_mode")
@@ -51,7 +51,9 @@ def build_module(cfg: DictConfig, net: torch.nn.Module, num_classes: int) -> Ima
         sched.pop("monitor", None)
         scheduler = instantiate(sched)
     module_cfg = to_plain(cfg.get("module") or {})
-    return ImageClassifier(
+    hash_cfg = module_cfg.pop("hash", None) or {}
+    cls, extra = (HashClassifier, hash_cfg) if has_hash_codes(net) else (ImageClassifier, {})
+    return cls(
         net,
         num_classes=num_classes,
         optimizer=optimizer,
@@ -59,6 +61,7 @@ def build_module(cfg: DictConfig, net: torch.nn.Module, num_classes: int) -> Ima
         scheduler_interval=interval,
         scheduler_frequency=frequency,
         monitor=(cfg.get("scheduler") or {}).get("monitor") or cfg.get("monitor", "val/acc"),
+        **extra,
         **module_cfg,
     )
 
@@ -182,6 +185,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "precision": str(cfg.trainer.get("precision")),
         "environment": environment(),
     }
+    if getattr(module, "hash_protocol", None):
+        result["hash_protocol"] = module.hash_protocol
     if trainer.is_global_zero:
         log_hparams(trainer, result)
         write_json(out / "metrics.json", result)
@@ -273,6 +278,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "splits": {"test": dm.split_sizes["test"]},
         "environment": environment(),
     }
+    if getattr(module, "hash_protocol", None):
+        result["hash_protocol"] = module.hash_protocol
     train_metrics = ckpt_path.parent.parent / "metrics.json"
     if train_metrics.is_file():
         import json

@@ -146,7 +146,7 @@ def objective(result: dict[str, Any] | None, metric: str) -> float | None:
 # ---------------------------------------------------------------------------- the Hydra callback
 
 
-class ReportCallback(Callback):
+class SweepReport(Callback):
     """Prints (and writes) the report when a run or sweep ends; a sweep with failed jobs exits with status 1."""
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -51,6 +51,8 @@ class HashClassifier(ImageClassifier):
         radius: the Hamming radius of ``precision_r<radius>``.
         precision_ks: the k of precision@k (k larger than the database are skipped, with a warning).
         database: the datamodule split that forms the database.
+        database_size: use only the first this many images of that split (quick runs; null: all of it).
+            Under ``fast_dev_run`` the database is one evaluation batch.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class HashClassifier(ImageClassifier):
         radius: int = 2,
         precision_ks: Sequence[int] = DEFAULT_PRECISION_KS,
         database: str = "train",
+        database_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         if not has_hash_codes(net):
@@ -81,6 +84,7 @@ class HashClassifier(ImageClassifier):
         self.knn_k, self.map_cutoff, self.radius = int(knn_k), int(map_cutoff), int(radius)
         self.precision_ks = precision_ks
         self.database = database
+        self.database_size = database_size
         self.hash_protocol: dict[str, Any] | None = None
         self._query_codes: list[torch.Tensor] = []
         self._query_labels: list[torch.Tensor] = []
@@ -108,8 +112,10 @@ class HashClassifier(ImageClassifier):
         dm = self._datamodule()
         split = dm.splits[self.database]
         batch = int(getattr(dm, "eval_batch_size", None) or 256)
+        size = batch if self.trainer.fast_dev_run else self.database_size
+        images, labels = (split.images[:size], split.labels[:size]) if size else (split.images, split.labels)
         rank, world = self.trainer.global_rank, self.trainer.world_size
-        images, labels = split.images[rank::world], split.labels[rank::world]  # the evaluation loaders' sharding
+        images, labels = images[rank::world], labels[rank::world]  # the evaluation loaders' sharding
         codes = []
         with self.trainer.precision_plugin.forward_context():
             for i in range(0, len(images), batch):
