@@ -61,6 +61,11 @@ def make_dir(path: str) -> str:
     return path
 
 
+def select(key: object, mapping: dict, default: object) -> object:
+    """``${imgbench_select:${hydra:runtime.choices.data},{cifar100:128},48}``: a value that depends on a choice."""
+    return mapping.get(key, default)
+
+
 def register_resolvers() -> None:
     from .sweep import register_resolvers as register_sweep_resolvers
 
@@ -68,6 +73,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("imgbench_unique_dir", unique_dir, use_cache=True)
     if not OmegaConf.has_resolver("imgbench_mkdir"):
         OmegaConf.register_new_resolver("imgbench_mkdir", make_dir)
+    if not OmegaConf.has_resolver("imgbench_select"):
+        OmegaConf.register_new_resolver("imgbench_select", select)
     register_sweep_resolvers()
 
 

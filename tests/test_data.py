@@ -327,3 +327,60 @@ def test_crafted_tar_link_cannot_escape(tmp_path):
         t.addfile(info)
     with pytest.raises(DataError, match="outside"):
         extract_archive(archive, tmp_path / "cache")
+
+
+# ---------------------------------------------------------------------------- crops and evaluation views
+
+
+def test_random_crop_and_views():
+    from imgbench.data.augment import eval_views, random_crop
+
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.uint8).view(2, 1, 6, 6)
+    crops = random_crop(x, (4, 4), torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 1, 4, 4)
+    for i in range(2):  # each crop is a window of its own image
+        assert any(torch.equal(crops[i, 0], x[i, 0, a : a + 4, b : b + 4]) for a in range(3) for b in range(3))
+    assert torch.equal(eval_views(x, "one", (4, 4)), x[:, :, 1:5, 1:5])
+    flips = eval_views(x, "flip", (4, 4))
+    assert flips.shape == (2, 2, 1, 4, 4) and torch.equal(flips[:, 1], flips[:, 0].flip(3))
+    ten = eval_views(x, "ten_crop", (4, 4))
+    assert ten.shape == (2, 10, 1, 4, 4)
+    assert torch.equal(ten[:, 0], x[:, :, :4, :4]) and torch.equal(ten[:, 3], x[:, :, 2:, 2:])
+    assert torch.equal(ten[:, 5:], ten[:, :5].flip(4))
+
+
+def test_datamodule_crop_size_sets_the_model_input(tmp_path):
+    root = write_image_folder(tmp_path / "f", per_class=2, size=(12, 12))
+    dm = ImageFolderDataModule(root=root, val_size=0, crop_size=8, eval_views="ten_crop", cache_dir=tmp_path / "c")
+    dm.setup()
+    assert dm.image_shape == (3, 8, 8)
+    x = dm.splits["test"].images[:4]
+    assert dm.transform(x, train=True).shape == (4, 3, 8, 8)
+    assert dm.transform(x, train=False).shape == (4, 10, 3, 8, 8)
+    with pytest.raises(Exception, match="larger than the images"):
+        ImageFolderDataModule(root=root, val_size=0, crop_size=20, cache_dir=tmp_path / "c").setup()
+
+
+def test_image_folder_center_crop_resize(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "f"
+    for split in ("train", "test"):
+        (root / split / "a").mkdir(parents=True)
+        wide = np.zeros((10, 20, 3), np.uint8)
+        wide[:, 5:15] = 255  # a white centre square in a wide black image
+        Image.fromarray(wide).save(root / split / "a" / "wide.png")
+    dm = ImageFolderDataModule(root=root, val_size=0, image_size=10, resize="center_crop", cache_dir=tmp_path / "c")
+    dm.setup()
+    img = dm.splits["train"].images[0]
+    assert img.shape == (3, 10, 10) and img.float().mean() > 250  # the centre was kept, not squashed
+
+
+def test_view_averaging_is_the_mean_softmax():
+    from imgbench.modules import ImageClassifier
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    module = ImageClassifier(net, num_classes=3, optimizer=torch.optim.SGD)
+    x = torch.randn(4, 2, 3, 2, 2)
+    expected = torch.stack([net(x[:, v]).softmax(-1) for v in range(2)]).mean(0)
+    assert torch.allclose(module.predict_logits(x).exp(), expected, atol=1e-6)

@@ -73,6 +73,51 @@ def random_translate(
     return windows[torch.arange(n, device=x.device), :, dy, dx]
 
 
+def random_crop(x: torch.Tensor, size: tuple[int, int], generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random ``size`` crop per image (AlexNet's 224 crops of 256 images), read in one gather."""
+    n, _, height, width = x.shape
+    h, w = size
+    windows = x.unfold(2, h, 1).unfold(3, w, 1)  # (n, c, H-h+1, W-w+1, h, w), a view
+    dy = torch.randint(0, height - h + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, width - w + 1, (n,), device=x.device, generator=generator)
+    return windows[torch.arange(n, device=x.device), :, dy, dx]
+
+
+def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    h, w = size
+    top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
+    return x[:, :, top : top + h, left : left + w]
+
+
+EVAL_VIEWS = ("one", "flip", "ten_crop")
+
+
+def eval_views(x: torch.Tensor, views: str, size: tuple[int, int] | None) -> torch.Tensor:
+    """The evaluation input: ``(N, C, h, w)`` for one view, else ``(N, V, C, h, w)`` for the model to average.
+
+    one: the centre crop (or the whole image without ``size``); flip: that and its mirror image (2 views);
+    ten_crop: the four corner crops and the centre crop, and their mirror images (AlexNet's 10 views).
+    """
+    if views == "ten_crop":
+        if size is None:
+            raise ValueError("eval_views=ten_crop needs data.crop_size smaller than the images")
+        h, w = size
+        bottom, right = x.shape[2] - h, x.shape[3] - w
+        crops = [
+            x[:, :, :h, :w],
+            x[:, :, :h, right:],
+            x[:, :, bottom:, :w],
+            x[:, :, bottom:, right:],
+            center_crop(x, size),
+        ]
+        crops += [c.flip(3) for c in crops]
+        return torch.stack(crops, dim=1)
+    x = center_crop(x, size) if size is not None else x
+    if views == "flip":
+        return torch.stack([x, x.flip(3)], dim=1)
+    return x
+
+
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Flip each image horizontally with probability 1/2."""
     flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
@@ -102,11 +147,17 @@ class BatchTransform:
         std: Sequence[float],
         augment: AugmentConfig | None = None,
         seed: int = 0,
+        crop_size: tuple[int, int] | None = None,
+        views: str = "one",
     ) -> None:
+        if views not in EVAL_VIEWS:
+            raise ValueError(f"eval views must be one of {', '.join(EVAL_VIEWS)}, got '{views}'")
         self.mean = [float(m) for m in mean]
         self.std = [float(s) for s in std]
         self.augment = augment or AugmentConfig()
         self.seed = seed
+        self.crop_size = crop_size
+        self.views = views
         self._generators: dict[torch.device, torch.Generator] = {}
         self._saved_state: dict[str, torch.Tensor] | None = None
 
@@ -130,7 +181,10 @@ class BatchTransform:
         self._generators.clear()
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 -> float32 ``(x / 255 - mean) / std``."""
+        """uint8 -> float32 ``(x / 255 - mean) / std`` (also for ``(N, V, C, H, W)`` view stacks)."""
+        if x.ndim == 5:
+            n, v = x.shape[:2]
+            return self.normalize(x.flatten(0, 1)).unflatten(0, (n, v))
         c = x.shape[1]
         scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=x.device).view(1, c, 1, 1)
         shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)], device=x.device).view(1, c, 1, 1)
@@ -138,9 +192,13 @@ class BatchTransform:
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         aug = self.augment
-        if not (train and aug.active):
-            return self.normalize(x)
+        if not train:
+            return self.normalize(eval_views(x, self.views, self.crop_size))
         g = self.generator(x.device)
+        if self.crop_size is not None:
+            x = random_crop(x, self.crop_size, g)
+        if not aug.active:
+            return self.normalize(x)
         if aug.crop_padding or aug.shift:
             h, w = x.shape[2], x.shape[3]
             max_dy = aug.crop_padding + round(aug.shift * h)

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 
 from ..errors import ConfigError, DataError
-from .augment import AugmentConfig, BatchTransform
+from .augment import EVAL_VIEWS, AugmentConfig, BatchTransform
 from .loader import TensorBatches
 from .sources import (
     FolderStats,
@@ -66,6 +66,11 @@ class InMemoryDataModule(L.LightningDataModule):
         augment: training-time batched augmentation (see :class:`AugmentConfig`).
         normalize: ``dataset`` (mean/std of the training images), ``unit`` (x / 255), ``imagenet``,
             or ``none`` (pixels 0..255 as float).
+        crop_size: train on random crops of this size (``[h, w]`` or one int) and evaluate on the centre crop
+            (AlexNet: 224 crops of 256 images); the model sees this size. null: whole images.
+        eval_views: what validation and testing show the model: ``one`` (the centre crop), ``flip`` (it and
+            its mirror image) or ``ten_crop`` (corners, centre and their mirrors); the model averages the
+            softmax over the views.
         steps_per_epoch: an epoch of this many batches from an endless shuffled stream (Keras recipes).
         drop_last: drop the last incomplete training batch.
         download: fetch the official files through torchvision where a network exists.
@@ -85,6 +90,8 @@ class InMemoryDataModule(L.LightningDataModule):
         train_size: int | None = None,
         augment: dict[str, Any] | AugmentConfig | None = None,
         normalize: str = "dataset",
+        crop_size: int | list[int] | tuple[int, int] | None = None,
+        eval_views: str = "one",
         steps_per_epoch: int | None = None,
         drop_last: bool = False,
         download: bool = False,
@@ -107,6 +114,12 @@ class InMemoryDataModule(L.LightningDataModule):
         except (TypeError, ValueError) as e:
             raise ConfigError(f"data.augment: {e}") from None
         self.normalize = normalize
+        self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else (tuple(crop_size) if crop_size else None)
+        if eval_views not in EVAL_VIEWS:
+            raise ConfigError(f"data.eval_views must be one of {', '.join(EVAL_VIEWS)}, got '{eval_views}'")
+        if eval_views == "ten_crop" and self.crop_size is None:
+            raise ConfigError("data.eval_views=ten_crop needs data.crop_size (e.g. 224 for 256-pixel images)")
+        self.eval_views = eval_views
         self.steps_per_epoch = steps_per_epoch
         self.drop_last = drop_last
         self.download = download
@@ -134,9 +147,10 @@ class InMemoryDataModule(L.LightningDataModule):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(channels, height, width)."""
+        """(channels, height, width) of what the model sees (the crop size when cropping)."""
         self._require_setup()
-        return tuple(self.splits["train"].images.shape[1:])  # type: ignore[return-value]
+        c, h, w = self.splits["train"].images.shape[1:]
+        return (c, *self.crop_size) if self.crop_size else (c, h, w)
 
     @property
     def split_sizes(self) -> dict[str, int]:
@@ -182,8 +196,16 @@ class InMemoryDataModule(L.LightningDataModule):
         if val is not None:
             self.splits["val"] = val
         self.classes = train.classes
+        if self.crop_size and (self.crop_size[0] > train.images.shape[2] or self.crop_size[1] > train.images.shape[3]):
+            raise ConfigError(
+                f"data.crop_size {list(self.crop_size)} is larger than the images ({train.images.shape[2]}x"
+                f"{train.images.shape[3]}); use a smaller crop or larger data.image_size"
+            )
         self.mean, self.std = self._normalization(train.images)
-        self.transform = BatchTransform(self.mean, self.std, self.augment, seed=self.seed + 1000 * self._rank())
+        self.transform = BatchTransform(
+            self.mean, self.std, self.augment, seed=self.seed + 1000 * self._rank(), crop_size=self.crop_size,
+            views=self.eval_views,
+        )
         if self._transform_state:
             self.transform.load_state_dict(self._transform_state)
         log.info("%s: %s, image %s, %d classes", self.name, self.split_sizes, self.image_shape, self.num_classes)
@@ -412,7 +434,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         root: the folder or archive (relative paths are taken from ``data_dir``).
         name: the dataset's name in logs and reports.
         channels: 3 (RGB) or 1 (gray); other image modes are converted.
-        image_size: ``[H, W]`` to resize every image to; required when sizes differ.
+        image_size: ``[H, W]`` (or one int) to bring every image to; required when sizes differ.
+        resize: how: ``stretch`` to exactly that size, or ``center_crop``: scale the shorter side to it and
+            cut the centre (AlexNet's 256x256 images).
         skip_corrupt: skip unreadable files (counted in the log) instead of stopping.
         cache_dir: where archives are extracted and decoded tensors cached.
     """
@@ -423,6 +447,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         name: str = "imagefolder",
         channels: int = 3,
         image_size: list[int] | tuple[int, int] | int | None = None,
+        resize: str = "stretch",
         skip_corrupt: bool = False,
         cache_dir: str | os.PathLike | None = None,
         **kwargs: Any,
@@ -438,6 +463,9 @@ class ImageFolderDataModule(InMemoryDataModule):
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         self.image_size = tuple(image_size) if image_size is not None else None
+        if resize not in ("stretch", "center_crop"):
+            raise ConfigError(f"data.resize must be stretch or center_crop, got '{resize}'")
+        self.resize = resize
         self.skip_corrupt = skip_corrupt
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.data_dir / ".cache"
         self.folder_stats: dict[str, FolderStats] = {}
@@ -474,7 +502,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         return None
 
     def _load_folder(self, split_dir: Path, split: str) -> ImageArrays:
-        key = folder_fingerprint(split_dir, self.channels, self.image_size, self.skip_corrupt)
+        key = folder_fingerprint(split_dir, self.channels, self.image_size, self.resize, self.skip_corrupt)
         cache = self.cache_dir / "decoded" / f"{self.name}-{split}-{key}.pt"
         if cache.is_file():
             try:
@@ -482,7 +510,7 @@ class ImageFolderDataModule(InMemoryDataModule):
                 return ImageArrays(d["images"], d["labels"], list(d["classes"]))
             except Exception:  # a damaged cache is rebuilt, never trusted
                 log.warning("ignoring unreadable cache %s", cache)
-        arrays, stats = load_image_folder(split_dir, self.channels, self.image_size, self.skip_corrupt)
+        arrays, stats = load_image_folder(split_dir, self.channels, self.image_size, self.skip_corrupt, self.resize)
         self.folder_stats[split] = stats
         if stats.skipped:
             log.warning("%s %s: skipped %d unreadable files", self.name, split, len(stats.skipped))

@@ -375,14 +375,17 @@ def load_image_folder(
     channels: int = 3,
     image_size: tuple[int, int] | None = None,
     skip_corrupt: bool = False,
+    resize: str = "stretch",
 ) -> tuple[ImageArrays, FolderStats]:
     """Decode every image under ``split_dir/<class>/`` into one uint8 tensor.
 
     Gray, RGBA, CMYK and palette images are converted to ``channels`` channels. Images of different sizes
-    need ``image_size`` (they are then resized with antialiasing); without it that is an error.
+    need ``image_size`` (they are then resized with antialiasing: ``stretch`` to that size, or ``center_crop``:
+    shorter side scaled to it, then the centre cut out); without it that is an error.
     Unreadable files are an error, or skipped and counted with ``skip_corrupt``.
     """
-    from torchvision.transforms.v2.functional import resize
+    from torchvision.transforms.v2.functional import center_crop
+    from torchvision.transforms.v2.functional import resize as resize_image
 
     classes, samples = list_image_folder(split_dir)
     stats = FolderStats(skipped=[])
@@ -401,7 +404,10 @@ def load_image_folder(
         stats.converted += converted
         size = (img.shape[1], img.shape[2])
         if image_size is not None and size != tuple(image_size):
-            img = resize(img, list(image_size), antialias=True)
+            if resize == "center_crop":
+                img = center_crop(resize_image(img, min(image_size), antialias=True), list(image_size))
+            else:
+                img = resize_image(img, list(image_size), antialias=True)
             stats.resized += 1
         elif image_size is None:
             if first_size is None:

@@ -94,7 +94,13 @@ class ImageClassifier(L.LightningModule):
         return self.model(x.contiguous(memory_format=self.memory_format))
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits used for evaluation (subclasses add test-time augmentation here)."""
+        """Logits for evaluation. A stack of views ``(N, V, C, H, W)`` (``data.eval_views``: flips, ten crops)
+        is averaged as AlexNet does: the mean of the views' softmax, returned as its log (so cross-entropy
+        and argmax apply to the averaged prediction)."""
+        if x.ndim == 5:
+            n, v = x.shape[:2]
+            probs = self(x.flatten(0, 1)).float().softmax(-1).unflatten(0, (n, v)).mean(1)
+            return probs.clamp_min(1e-12).log()
         return self(x)
 
     # ------------------------------------------------------------------ steps

@@ -93,6 +93,8 @@ class HashClassifier(ImageClassifier):
 
     def logits_and_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and hash-layer activations from one forward pass."""
+        if x.ndim == 5:
+            raise ConfigError("hash evaluation takes one view per image; set data.eval_views=one")
         return self.net.forward_with_codes(x.contiguous(memory_format=self.memory_format))
 
     def _datamodule(self) -> Any:

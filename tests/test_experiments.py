@@ -1,0 +1,149 @@
+"""Every experiment composes row by row, runs with fast_dev_run, and names a paper table whose cells its rows
+can match."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from imgbench.cli import CONF_DIR, options
+from imgbench.config import validate
+from imgbench.report import load
+from imgbench.run import train
+
+from .conftest import SHARED_DATA, compose_cfg, needs_shared, run_cli, write_image_folder
+
+EXPERIMENTS = options("experiment")
+
+
+def sweep_values(key: str, spec: str) -> list[str]:
+    """The values of one sweeper param: a,b,c | glob(pattern) over a group | range(a,b)."""
+    spec = str(spec).strip()
+    if spec.startswith("glob("):
+        pattern = spec[5:-1]
+        return [o for o in options(key) if fnmatch.fnmatch(o, pattern)]
+    if spec.startswith("range("):
+        return [str(i) for i in range(*[int(v) for v in spec[6:-1].split(",")])]
+    return [v.strip() for v in spec.split(",")]
+
+
+def experiment_rows(name: str) -> list[list[str]]:
+    """One override list per value of the experiment's first sweep dimension (every ablation row)."""
+    cfg = compose_cfg([f"experiment={name}"])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params) if cfg.hydra.sweeper.get("params") else {}
+    rest = [f"{k}={sweep_values(k, v)[0]}" for k, v in list(params.items())[1:]]
+    if not params:
+        return [[]]
+    key, spec = next(iter(params.items()))
+    return [[f"{key}={v}", *rest] for v in sweep_values(key, spec)]
+
+
+def test_every_study_has_experiments():
+    assert {
+        "study_a",
+        "study_a_bits",
+        "study_b",
+        "study_c",
+        "study_d",
+        "study_e_mnist",
+        "study_e_cifar",
+        "study_e_single_conv",
+    } <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_rows_compose_and_name_a_reference(name, tmp_path):
+    rows = experiment_rows(name)
+    extra = ["data.root=x"] if name == "study_b" else []
+    for row in rows:
+        cfg = compose_cfg([f"experiment={name}", *row, *extra], output_dir=tmp_path)
+        validate(cfg)
+    reference = OmegaConf.select(cfg, "report.reference")
+    table = load(reference)  # the table exists
+    ablations = {c.setting["ablation"] for c in table.cells if "ablation" in c.setting}
+    assert ablations <= set(options("ablation")), "reference cells name ablation rows that do not exist"
+
+
+EXPECTED_ROWS = {
+    "study_c": 7 * 10,
+    "study_d": 4 * 4,
+    "study_e_mnist": 2,
+    "study_e_single_conv": 12,
+    "study_a": 4 * 3,
+    "study_a_bits": 3 * 7,
+}
+
+
+@pytest.mark.parametrize(("name", "jobs"), EXPECTED_ROWS.items())
+def test_experiment_sweeps_the_papers_rows(name, jobs):
+    cfg = compose_cfg([f"experiment={name}"])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    total = 1
+    for key, spec in params.items():
+        total *= len(sweep_values(key, spec))
+    assert total == jobs
+    assert cfg.hydra.mode.name == "MULTIRUN"
+
+
+def _fast(name: str, tmp_path: Path, cifar_dir: Path) -> list[str]:
+    """A fast_dev_run of the experiment's first row on small local data."""
+    overrides = [
+        f"experiment={name}",
+        *experiment_rows(name)[0],
+        "debug=fast_dev_run",
+        "data.eval_batch_size=64",
+        "logger=csv",
+    ]
+    if name.startswith(("study_d", "study_e_cifar")):
+        overrides += [f"paths.data_dir={cifar_dir}", "data.val_size=20"]
+    if name == "study_a":
+        overrides.append("data=mnist")
+    if name == "study_b":
+        root = write_image_folder(tmp_path / "imgs", per_class=3, size=(80, 90))
+        overrides += [
+            f"data.root={root}",
+            "data.image_size=72",
+            "data.crop_size=64",
+            "data.val_size=2",
+            f"paths.cache_dir={tmp_path}",
+        ]
+    if name.startswith("study_a"):
+        overrides.append("module.hash.database_size=64")
+    return overrides
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+@needs_shared
+def test_experiment_runs_with_fast_dev_run(name, tmp_path, cifar_dir):
+    result = train(compose_cfg(_fast(name, tmp_path, cifar_dir), output_dir=tmp_path / "run"))
+    assert result["status"] == "finished"
+    assert result["reference"] == compose_cfg([f"experiment={name}"]).report.reference
+    assert (tmp_path / "run" / "submission.csv").is_file() and (tmp_path / "run" / "predictions.png").is_file()
+
+
+@needs_shared
+def test_study_e_mnist_ends_with_the_papers_table(tmp_path):
+    """The whole command as a user runs it (on a subset): both models, then the table beside the thesis's."""
+    result = run_cli(
+        "train.py",
+        "experiment=study_e_mnist",  # the paper's 10 epochs, on 500 images
+        "data.train_size=500",
+        "data.val_size=200",
+        "data.eval_batch_size=2000",
+        "logger=csv",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "study_e_mnist" / "multirun").iterdir()
+    report = (sweep / "report.md").read_text()
+    assert "Paper: CNN versus fully convolutional network" in report
+    rows = [line for line in report.splitlines() if line.startswith(("| CNN, MNIST", "| FCN, MNIST"))]
+    assert len(rows) == 2 and all("0.99" in r for r in rows)  # the paper's column
+    assert not any("not run" in r for r in rows)  # both cells matched by our runs (10 epochs, MNIST)
+    record = json.loads(next(sweep.glob("*/metrics.json")).read_text())
+    assert record["choices"]["experiment"] == "study_e_mnist" and record["reference"] == "study_e/mnist"
+    assert (CONF_DIR / "experiment" / "study_e_mnist.yaml").is_file() and SHARED_DATA.is_dir()
