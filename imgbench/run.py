@@ -82,9 +82,19 @@ def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The part of the config that defines the model and its data, unresolved (paths re-resolve at eval)."""
+    """The part of the config that defines the model and its data, as stored in checkpoints: resolved (so that
+    values that depended on the command line, like study A's hash bits, stay what was trained), except the
+    references to ``paths``, which eval.py resolves on the machine where it runs."""
+
+    def keep_paths(resolved: Any, raw: Any) -> Any:
+        if isinstance(resolved, dict) and isinstance(raw, dict):
+            return {k: keep_paths(v, raw.get(k)) for k, v in resolved.items()}
+        return raw if isinstance(raw, str) and "${paths." in raw else resolved
+
     return {
-        k: to_plain(cfg[k], resolve=False) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg
+        k: keep_paths(to_plain(cfg[k]), to_plain(cfg[k], resolve=False)) if isinstance(cfg[k], DictConfig) else cfg[k]
+        for k in RUN_KEYS
+        if k in cfg
     }
 
 

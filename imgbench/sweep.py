@@ -67,7 +67,8 @@ def job_name(max_len: int = 100) -> str:
         return ""
     keys = swept_keys()
     parts = [o for o in job_overrides() if not keys or o.split("=", 1)[0].lstrip("+~") in keys]
-    name = re.sub(r"[^\w.,=+-]+", "_", ",".join(parts)) or f"job{hydra_cfg().job.num}"
+    num = OmegaConf.select(hydra_cfg(), "job.num", default=None, throw_on_missing=False)
+    name = re.sub(r"[^\w.,=+-]+", "_", ",".join(parts)) or (f"job{num}" if num is not None else "")
     if len(name) > max_len:
         name = name[: max_len - 9] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
     return name

@@ -134,7 +134,6 @@ def test_study_e_mnist_ends_with_the_papers_table(tmp_path):
         "data.train_size=500",
         "data.val_size=200",
         "data.eval_batch_size=2000",
-        "logger=csv",
         f"paths.log_dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-3000:]

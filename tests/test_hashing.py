@@ -158,3 +158,37 @@ def test_sharded_items_are_gathered_in_their_original_order():
 def test_bad_options_fail_clearly():
     with pytest.raises(ConfigError, match="knn_k >= 1"):
         HashClassifier(TinyHashNet(), num_classes=3, optimizer=sgd(), knn_k=0)
+
+
+def test_alexnet_hash_on_cifar100_from_train_py_and_eval(tmp_path, cifar_dir):
+    """`python train.py model=alexnet_hash data=cifar100`, on CIFAR-100 files written in the official format:
+    128 hash bits (the paper's n for CIFAR-100), the hash metrics, and eval.py rebuilding the same model."""
+    from imgbench.run import evaluate, train
+
+    from .conftest import compose_cfg
+
+    cfg = compose_cfg(
+        [
+            "model=alexnet_hash",
+            "data=cifar100",
+            f"paths.data_dir={cifar_dir}",
+            "data.val_size=20",
+            "trainer.max_epochs=1",
+            "data.batch_size=16",
+            "data.eval_batch_size=20",
+            "logger=csv",
+        ],
+        output_dir=tmp_path / "run",
+    )
+    result = train(cfg)
+    assert result["hash_protocol"]["hash_bits"] == 128 and result["hash_protocol"]["num_database"] == 80
+    assert {"test/knn_acc", "test/map", "test/map@1000", "test/precision_r2"} <= set(result["metrics"])
+    evaluated = evaluate(
+        compose_cfg(
+            [f"ckpt_path={tmp_path / 'run'}", f"paths.data_dir={cifar_dir}"],
+            output_dir=tmp_path / "eval",
+            config_name="eval",
+        )
+    )
+    assert evaluated["matches_run"] is True
+    assert evaluated["hash_protocol"]["hash_bits"] == 128
