@@ -42,7 +42,7 @@ class LastCheckpoint(Checkpoint):
         if not all(torch.isfinite(p).all() for p in module.parameters()):
             log.warning("not saving %s at step %d: the weights are no longer finite", self.path, trainer.global_step)
             return  # keep the last good checkpoint
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full training state, resumable
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         n = self.every_n_train_steps

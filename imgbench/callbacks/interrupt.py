@@ -81,7 +81,7 @@ class GracefulInterrupt(Checkpoint):
 
     def _save_and_stop(self, trainer: L.Trainer) -> None:
         path = self.dirpath / "last.ckpt"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the full training state, resumable
         assert self.signum is not None
         name = signal.Signals(self.signum).name
         signum = self.signum
