@@ -41,10 +41,15 @@ _VALUE_FLAGS = (
 # ---------------------------------------------------------------------------- resolvers
 
 
+_CHECKING = False  # True while precheck composes a command line: nothing may be created then
+
+
 def unique_dir(path: str) -> str:
     """``path`` if it does not exist yet, else ``path_1``, ``path_2``, ...; the folder is created atomically,
     so two runs started in the same second never share a directory."""
     base = Path(path)
+    if _CHECKING:
+        return path
     candidate, i = base, 0
     while True:
         try:
@@ -203,9 +208,11 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
     """Validate a command line before Hydra runs it; prints one line and exits 2 on the first problem."""
     if any(a in _INFO_FLAGS for a in argv):
         return
+    global _CHECKING
     values = {i + 1 for i, a in enumerate(argv) if a in _VALUE_FLAGS}
     args = [a for i, a in enumerate(argv) if not a.startswith("-") and i not in values]
     job_args = [a for a in args if not re.match(r"^[+~]*hydra[./]", a)]
+    _CHECKING = True
     try:
         first, group_values = _split_sweeps(job_args)
         for group, values in group_values.items():
@@ -225,6 +232,7 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
         from hydra.core.hydra_config import HydraConfig
 
         HydraConfig.instance().cfg = None
+        _CHECKING = False
 
 
 # ---------------------------------------------------------------------------- resume

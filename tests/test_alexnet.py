@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-import yaml
+from omegaconf import OmegaConf
 from torch import nn
 
-from imgbench.cli import CONF_DIR
 from imgbench.errors import CheckpointError, ConfigError
 from imgbench.models import count_parameters, create_model
 from imgbench.models.alexnet import MaxAvgPool2d, Maxout, paper_lrn
+
+from .conftest import compose_cfg
 
 
 def conv_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
@@ -309,8 +310,15 @@ def test_alexnet_hash_from_torchvision_weights(imagenet_weights):
 def test_model_configs_build_their_models():
     """Every alexnet*.yaml option is a factory argument and the defaults build (small images, to stay fast)."""
     for name in ("alexnet", "alexnet_tv", "alexnet_hash"):
-        cfg = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())
+        cfg = OmegaConf.to_container(compose_cfg([f"model={name}", "data=cifar10"]).model, resolve=True)
         assert cfg.pop("_target_") == f"imgbench.models.{name}"
         kwargs = {"resize_to": 64} if name == "alexnet_tv" else {}
         model = create_model(name, num_classes=10, in_channels=3, image_size=32, **{**cfg, **kwargs})
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_alexnet_hash_code_length_follows_the_dataset():
+    """The paper's code lengths: 128 bits on CIFAR-100, 48 elsewhere; an explicit value wins."""
+    bits = {d: compose_cfg(["model=alexnet_hash", f"data={d}"]).model.hash_bits for d in ("cifar100", "mnist")}
+    assert bits == {"cifar100": 128, "mnist": 48}
+    assert compose_cfg(["model=alexnet_hash", "data=cifar100", "model.hash_bits=64"]).model.hash_bits == 64
