@@ -29,7 +29,7 @@ class ImageClassifier(L.LightningModule):
 
     Logs, per split (``train/``, ``val/``, ``test/``): ``loss``, ``acc`` (top-1) and ``acc_top5`` when there
     are more than 5 classes; ``val/acc_best``; ``train/epoch_time`` and ``train/images_per_sec`` (training
-    batches only, data included); the parameter count as ``model/params``.
+    batches only, data included; all processes together under DDP); the parameter count as ``model/params``.
 
     Args:
         net: the model.
@@ -103,15 +103,22 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        world = self.trainer.world_size
+        if world > 1:  # every process stops at the same step (one alone would leave the others waiting)
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            where = "" if world == 1 else f" (on {'this' if not torch.isfinite(loss) else 'another'} process)"
             raise NonFiniteLossError(
-                f"the training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (batch "
-                f"{batch_idx} of the epoch); {self._last_good_checkpoint()}; lower optimizer.lr or set "
-                f"trainer.gradient_clip_val"
+                f"the training loss is {loss.item() if not torch.isfinite(loss) else 'not finite'}{where} at epoch "
+                f"{self.current_epoch}, step {self.global_step} (batch {batch_idx} of the epoch); "
+                f"{self._last_good_checkpoint()}; lower optimizer.lr or set trainer.gradient_clip_val"
             )
         self.train_metrics.update(logits.detach(), y)
+        # not sync_dist: under DDP the progress bar (rank 0 only) would start that collective on rank 0 alone and
+        # deadlock; train/loss is rank 0's, the accuracies are torchmetrics', synchronised over all processes
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self._epoch_images += len(y)
+        self._epoch_images += len(y) * world  # the processes' batches are equal: images of all of them
         return loss
 
     def _last_good_checkpoint(self) -> str:
@@ -160,7 +167,7 @@ class ImageClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.val_metrics.reset()
-        values["val/loss"] = self.val_loss.compute()
+        values["val/loss"] = self.val_loss.compute().float()
         self.val_loss.reset()
         self.log_dict(values, prog_bar=True)
         if not self.trainer.sanity_checking:
@@ -170,9 +177,17 @@ class ImageClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         values = self.test_metrics.compute()
         self.test_metrics.reset()
-        values["test/loss"] = self.test_loss.compute()
+        values["test/loss"] = self.test_loss.compute().float()
         self.test_loss.reset()
         self.log_dict(values)
+
+    def setup(self, stage: str) -> None:
+        # The evaluation losses are sums of per-image float32 losses: summed in float64 (then rounded to float32),
+        # the rounding of the sum stays far below float32 precision, whatever the batch sizes or number of processes,
+        # and a 2-process test reproduces a 1-process evaluation exactly. MPS has no float64: float32 there.
+        if self.trainer.strategy.root_device.type != "mps":
+            self.val_loss.set_dtype(torch.float64)
+            self.test_loss.set_dtype(torch.float64)
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:
