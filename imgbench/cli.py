@@ -430,7 +430,7 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
     except TrainingInterrupted as e:
         if writer:
             write_json(out / "metrics.json", {**run_record(cfg), "status": "interrupted", "error": str(e)})
-        print(f"imgbench: {e}", file=sys.stderr)
+            print(f"imgbench: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
         log.error("%s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
@@ -439,6 +439,8 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
         if multirun:
             return None
         if isinstance(e, UserError):
+            if not writer:  # a DDP rank > 0: the log line above says it, rank 0 prints the one line
+                sys.exit(2)
             fail(e)
         raise
 

@@ -240,7 +240,7 @@ def job(out: Path, resume: str | None = None) -> Iterator[None]:
         started = [launcher for launcher in launchers if launcher.started]
         for launcher in started:
             codes = launcher.finish(timeout=30.0 if failed else 300.0)
-            if any(codes):
+            if any(codes) and not failed:  # after a failure they stopped too: rank 0 reports it
                 log.warning("DDP processes of %s ended with exit codes %s", out, codes)
         if started:
             if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -18,6 +18,7 @@ from .checkpoint import CONFIG_KEY, check_fits, read_checkpoint
 from .config import to_plain, validate
 from .data.datamodules import InMemoryDataModule
 from .distributed import use_job_launcher
+from .errors import ConfigError
 from .io import write_json
 from .modules import HashClassifier, ImageClassifier, has_hash_codes
 
@@ -152,6 +153,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, has_val)
     processes = world_size(trainer)
     per_process = dm.per_process_batch_size(processes)  # one line now if the batch does not split
+    if processes > 1 and cfg.trainer.get("sync_batchnorm") and trainer.strategy.root_device.type == "cpu":
+        raise ConfigError("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm); set it to false on CPUs")
     if processes > 1:
         log.info(
             "%d processes; data.batch_size=%d is the global batch: %d per process",

@@ -108,10 +108,12 @@ class ImageClassifier(L.LightningModule):
         if world > 1:  # every process stops at the same step (one alone would leave the others waiting)
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:
-            where = "" if world == 1 else f" (on {'this' if not torch.isfinite(loss) else 'another'} process)"
+            local = not torch.isfinite(loss)
+            value = str(loss.item()) if local else "not finite on another process"
+            where = f" on process {self.global_rank}" if local and world > 1 else ""
             raise NonFiniteLossError(
-                f"the training loss is {loss.item() if not torch.isfinite(loss) else 'not finite'}{where} at epoch "
-                f"{self.current_epoch}, step {self.global_step} (batch {batch_idx} of the epoch); "
+                f"the training loss is {value}{where} at epoch {self.current_epoch}, step {self.global_step} (batch "
+                f"{batch_idx} of the epoch); "
                 f"{self._last_good_checkpoint()}; lower optimizer.lr or set trainer.gradient_clip_val"
             )
         self.train_metrics.update(logits.detach(), y)
