@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -87,6 +88,7 @@ class ImageClassifier(L.LightningModule):
         self.train_images = 0
         self.run_config: dict[str, Any] | None = None  # set by imgbench.run; stored in every checkpoint
         self._rng_to_restore: dict[str, Any] | None = None
+        self._summed_train_metrics = False  # a DDP checkpoint holds the training metrics of all processes
 
     # ------------------------------------------------------------------ forward
 
@@ -202,15 +204,27 @@ class ImageClassifier(L.LightningModule):
             "train_seconds": self.train_seconds,
             "train_images": self.train_images,
             "rng": rng_state(),  # dropout draws from the global generator: a resumed run must continue it
+            "processes": self.trainer.world_size,
         }
+        if self.trainer.world_size > 1:
+            # the epoch's training accuracy so far, all processes together (every process saves: Lightning's rule);
+            # after a resume rank 0 carries it on and the other ranks start from zero (on_train_start)
+            with contextlib.ExitStack() as stack:
+                for metric in self.train_metrics.values():
+                    stack.enter_context(metric.sync_context())
+                checkpoint["state_dict"].update(self.train_metrics.state_dict(prefix="train_metrics."))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(CONFIG_KEY) or {}
         self.train_seconds = float(saved.get("train_seconds", 0.0))
         self.train_images = int(saved.get("train_images", 0))
         self._rng_to_restore = saved.get("rng")
+        self._summed_train_metrics = int(saved.get("processes", 1)) > 1
 
     def on_train_start(self) -> None:
+        if self._summed_train_metrics and self.global_rank > 0:
+            self.train_metrics.reset()  # the checkpoint's counts are all processes' and live on rank 0
+        self._summed_train_metrics = False
         if self._rng_to_restore:  # restored last, right before training continues
             set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
