@@ -8,8 +8,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from imgbench.cli import precheck, run_task, setup_environment
+from imgbench.cli import precheck, run_task, setup_environment, share_run_dir
 from imgbench.config import validate
+from imgbench.distributed import is_child
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -22,5 +23,7 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     setup_environment()
-    precheck("eval", sys.argv[1:], validate)
+    if not is_child():  # a DDP process started by rank 0 gets rank 0's checked command line and run directory
+        precheck("eval", sys.argv[1:], validate)
+        sys.argv[1:] = share_run_dir("eval", sys.argv[1:])  # torchrun / srun: the directory rank 0 created
     main()

@@ -8,8 +8,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from imgbench.cli import fail, precheck, resolve_resume, run_task, setup_environment
+from imgbench.cli import fail, precheck, resolve_resume, run_task, setup_environment, share_run_dir
 from imgbench.config import validate
+from imgbench.distributed import is_child
 from imgbench.errors import UserError
 
 
@@ -23,9 +24,11 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     setup_environment()
-    try:
-        sys.argv[1:] = resolve_resume(sys.argv[1:])
-    except UserError as e:
-        fail(e)
-    precheck("train", sys.argv[1:], validate)
+    if not is_child():  # a DDP process started by rank 0 gets rank 0's checked command line and run directory
+        try:
+            sys.argv[1:] = resolve_resume(sys.argv[1:])
+        except UserError as e:
+            fail(e)
+        precheck("train", sys.argv[1:], validate)
+        sys.argv[1:] = share_run_dir("train", sys.argv[1:])  # torchrun / srun: the directory rank 0 created
     main()

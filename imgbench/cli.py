@@ -72,6 +72,7 @@ def select(key: object, mapping: dict, default: object) -> object:
 
 
 def register_resolvers() -> None:
+    from .distributed import if_rank_zero
     from .sweep import register_resolvers as register_sweep_resolvers
 
     if not OmegaConf.has_resolver("imgbench_unique_dir"):
@@ -80,6 +81,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("imgbench_mkdir", make_dir)
     if not OmegaConf.has_resolver("imgbench_select"):
         OmegaConf.register_new_resolver("imgbench_select", select)
+    if not OmegaConf.has_resolver("imgbench_rank_zero"):  # per process: DDP ranks > 0 write no .hydra/
+        OmegaConf.register_new_resolver("imgbench_rank_zero", if_rank_zero)
     register_sweep_resolvers()
 
 
@@ -96,6 +99,8 @@ def setup_environment() -> None:
     register_resolvers()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # DDP: the logged accuracies and losses are torchmetrics values, already synchronised over the processes
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
 
 
 # ---------------------------------------------------------------------------- pre-flight check
@@ -226,6 +231,8 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
         validator(job, config_name)
         run_dir = next((a.split("=", 1)[1] for a in args if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))), None)
         check_writable(Path(run_dir) if run_dir else Path(str(OmegaConf.select(cfg, "paths.log_dir"))))
+        if any(re.match(r"^[+~]*hydra([./]launcher)", a) for a in args):
+            check_launcher(compose_checked(config_name, _split_sweeps(args)[0]))
     except UserError as e:
         fail(e)
     finally:
@@ -233,6 +240,82 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
 
         HydraConfig.instance().cfg = None
         _CHECKING = False
+
+
+def check_launcher(cfg: DictConfig) -> None:
+    """A SLURM submission of a DDP run must start one task per process: as many nodes as ``trainer.num_nodes`` and
+    ``trainer.devices`` tasks on each (Lightning's SLURMEnvironment then takes ranks and addresses from SLURM)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    launcher = OmegaConf.select(cfg, "hydra.launcher")
+    if launcher is None or not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        return
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    num_nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    strategy = OmegaConf.select(cfg, "trainer.strategy")
+    strategy = str(strategy.get("_target_", "")) if isinstance(strategy, DictConfig) else str(strategy or "")
+    if not (num_nodes > 1 or (isinstance(devices, int) and devices > 1) or "ddp" in strategy.lower()):
+        return  # one process: any SLURM allocation works
+    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
+        raise ConfigError(
+            f"trainer.devices={devices} cannot size a SLURM job; set trainer.devices to the processes (GPUs) per "
+            f"node, e.g. trainer.devices=4"
+        )
+    fix = (
+        f"use hydra/launcher=submitit_slurm_ddp (it takes both from the trainer) or set hydra.launcher.nodes="
+        f"{num_nodes} hydra.launcher.tasks_per_node={devices} hydra.launcher.gpus_per_node={devices}"
+    )
+    try:
+        nodes, tasks = int(launcher.nodes), int(launcher.tasks_per_node)
+    except (OmegaConfBaseException, TypeError, ValueError) as e:
+        raise ConfigError(f"hydra.launcher.nodes / tasks_per_node do not resolve ({e}); {fix}") from None
+    if (nodes, tasks) != (num_nodes, devices):
+        raise ConfigError(
+            f"hydra.launcher asks SLURM for {nodes} node(s) x {tasks} task(s) but the trainer runs {num_nodes} "
+            f"node(s) x {devices} process(es) (trainer.num_nodes x trainer.devices); {fix}"
+        )
+
+
+# ---------------------------------------------------------------------------- torchrun / srun
+
+
+def _choose_run_dir(config_name: str) -> Callable[[list[str]], Path]:
+    def choose(argv: list[str]) -> Path:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        sweep = ConfigError(
+            "torchrun and srun start the processes of one run, not a sweep; sweep DDP runs with "
+            "python train.py -m trainer=ddp ... (Lightning starts each job's processes) or "
+            "hydra/launcher=submitit_slurm_ddp"
+        )
+        if "-m" in argv or "--multirun" in argv:
+            raise sweep
+        values = {i + 1 for i, a in enumerate(argv) if a in _VALUE_FLAGS}
+        args = [a for i, a in enumerate(argv) if not a.startswith("-") and i not in values]
+        try:
+            cfg = compose_checked(config_name, args)
+            if cfg.hydra.mode == RunMode.MULTIRUN:
+                raise sweep
+            return Path(str(cfg.hydra.run.dir))  # resolving it creates the directory (imgbench_unique_dir)
+        finally:
+            HydraConfig.instance().cfg = None
+
+    return choose
+
+
+def share_run_dir(config_name: str, argv: list[str]) -> list[str]:
+    """Processes that torchrun or srun started together continue in the run directory global rank 0 created
+    (see :func:`imgbench.distributed.shared_run_dir`); a plain process keeps ``argv``."""
+    from .distributed import shared_run_dir
+
+    if any(a in _INFO_FLAGS for a in argv):
+        return argv
+    try:
+        return shared_run_dir(argv, _choose_run_dir(config_name))
+    except UserError as e:
+        fail(e)
+        raise  # not reached
 
 
 # ---------------------------------------------------------------------------- resume
@@ -332,6 +415,7 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
     """
     from omegaconf import open_dict
 
+    from . import distributed
     from .callbacks import TrainingInterrupted
     from .io import write_json
     from .run import run_record
@@ -339,6 +423,9 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
 
     out = Path(cfg.paths.output_dir)
     multirun = is_multirun()
+    # Under DDP every process runs this; only global rank 0 writes. The other ranks of a torchrun/SLURM job read the
+    # same files and so take the same decision (rank 0 only ever moves them towards "run again").
+    writer = distributed.is_rank_zero()
     if multirun and OmegaConf.select(cfg, "sweep.skip_finished"):
         previous = finished_before(out)
         if previous is not None:
@@ -348,21 +435,27 @@ def run_task(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> dict[str, Any]
             log.info("resuming the unfinished job in %s", out)
             with open_dict(cfg):
                 cfg.resume = str(out)
-    if not cfg.get("resume"):
+    if not cfg.get("resume") and writer:
         archive_previous_attempt(out)
     try:
-        write_json(out / "metrics.json", {**run_record(cfg), "status": "running"})
-        return fn(cfg)
+        if writer:
+            write_json(out / "metrics.json", {**run_record(cfg), "status": "running"})
+        with distributed.job(out, cfg.get("resume")):  # DDP: the processes Lightning starts run this same job
+            return fn(cfg)
     except TrainingInterrupted as e:
-        write_json(out / "metrics.json", {**run_record(cfg), "status": "interrupted", "error": str(e)})
-        print(f"imgbench: {e}", file=sys.stderr)
+        if writer:
+            write_json(out / "metrics.json", {**run_record(cfg), "status": "interrupted", "error": str(e)})
+            print(f"imgbench: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except Exception as e:
         log.error("%s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
-        _record_failure(out, cfg, e)
+        if writer:
+            _record_failure(out, cfg, e)
         if multirun:
             return None
         if isinstance(e, UserError):
+            if not writer:  # a DDP rank > 0: the log line above says it, rank 0 prints the one line
+                sys.exit(2)
             fail(e)
         raise
 

@@ -17,6 +17,8 @@ from .callbacks import LastCheckpoint
 from .checkpoint import CONFIG_KEY, check_fits, read_checkpoint
 from .config import to_plain, validate
 from .data.datamodules import InMemoryDataModule
+from .distributed import use_job_launcher
+from .errors import ConfigError
 from .io import write_json
 from .modules import HashClassifier, ImageClassifier, has_hash_codes
 
@@ -78,7 +80,14 @@ def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer
     if not has_val:
         kwargs["limit_val_batches"] = 0
     kwargs.update(overrides)
-    return instantiate(cfg.trainer, **kwargs)
+    trainer = instantiate(cfg.trainer, **kwargs)
+    use_job_launcher(trainer)  # DDP: the processes Lightning starts run this job, in this run directory
+    return trainer
+
+
+def world_size(trainer: L.Trainer) -> int:
+    """The number of processes ``trainer`` runs (known before it launches them)."""
+    return int(trainer.num_nodes) * int(trainer.num_devices)
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
@@ -152,6 +161,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module.run_config = run_config(cfg)
     has_val = "val" in dm.splits
     trainer = build_trainer(cfg, has_val)
+    processes = world_size(trainer)
+    per_process = dm.per_process_batch_size(processes)  # one line now if the batch does not split
+    if processes > 1 and cfg.trainer.get("sync_batchnorm") and trainer.strategy.root_device.type == "cpu":
+        raise ConfigError("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm); set it to false on CPUs")
+    if processes > 1:
+        log.info(
+            "%d processes; data.batch_size=%d is the global batch: %d per process",
+            processes,
+            dm.batch_size,
+            per_process,
+        )
 
     ckpt_path = start_checkpoint(cfg, module)
     fit_seconds = 0.0
@@ -190,6 +210,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "fit_seconds": round(fit_seconds, 3),
         "train_images_per_sec": round(module.train_images / module.train_seconds, 1) if module.train_seconds else None,
         "splits": dm.split_sizes,
+        "processes": processes,
+        "batch_size": dm.batch_size,
         "tested_weights": tested,
         "checkpoint": _last_checkpoint(trainer),
         "precision": str(cfg.trainer.get("precision")),

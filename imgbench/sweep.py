@@ -16,6 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from .distributed import is_rank_zero
+
 log = logging.getLogger("imgbench")
 
 # files of a job directory that belong to a training attempt (the log and .hydra/ stay: Hydra owns them)
@@ -152,12 +154,12 @@ class SweepReport(Callback):
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         out = Path(str(config.hydra.runtime.output_dir))
-        if (out / "metrics.json").is_file():
+        if is_rank_zero() and (out / "metrics.json").is_file():  # DDP: once, from global rank 0
             self._report(out, write=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        if not sweep_dir.is_dir():
+        if not sweep_dir.is_dir() or not is_rank_zero():
             return
         report = self._report(sweep_dir, write=True)
         if report is not None and report.failures():

@@ -283,7 +283,7 @@ def test_ddp_two_processes_gather_the_strided_shares(tmp_path):
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "+trainer.strategy=ddp",
-        "data.eval_batch_size=7",
+        "data.eval_batch_size=14",  # the global evaluation batch: 7 per rank
         "data.train_size=200",
         "data.val_size=100",
         "logger=csv",
@@ -291,7 +291,7 @@ def test_ddp_two_processes_gather_the_strided_shares(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    (run_dir,) = {p.parent for p in tmp_path.glob("debug/*/submission.csv")}
+    (run_dir,) = (tmp_path / "debug").iterdir()  # one run directory for both processes
     rows = _rows(run_dir / "submission.csv")
     labels = np.load(SHARED_DATA / "mnist-test.npz")["labels"]
     assert [int(r["index"]) for r in rows] == list(range(14))  # one batch of 7 on each rank

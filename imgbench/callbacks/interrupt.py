@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from ..errors import UserError
@@ -41,6 +42,9 @@ class GracefulInterrupt(Checkpoint):
     The checkpoint is taken where a resumed run continues exactly: after a batch inside the epoch, or, when
     the signal comes at the epoch's last batch or during its validation, once the epoch has ended (as a
     :class:`Checkpoint` this runs after the LightningModule's epoch-end hook, like ``LastCheckpoint``).
+
+    Under DDP the processes agree at every training batch on whether any of them was signalled, so that all of
+    them save (a collective step) and stop at the same batch.
     """
 
     def __init__(self, dirpath: str) -> None:
@@ -71,11 +75,21 @@ class GracefulInterrupt(Checkpoint):
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install()
 
+    def _agree(self, trainer: L.Trainer) -> None:
+        """Under DDP: the signal any process received (the highest number), on every process."""
+        if trainer.world_size > 1:
+            signum = torch.tensor(self.signum or 0, device=trainer.strategy.root_device)
+            received = int(trainer.strategy.reduce(signum, reduce_op="max"))
+            if received and self.signum is None:
+                self.signum = received
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._agree(trainer)
         if self.signum is not None and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             self._save_and_stop(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._agree(trainer)
         if self.signum is not None and not _final_epoch(trainer):  # after the final one, on_fit_end stops
             self._save_and_stop(trainer)
 
@@ -103,6 +117,7 @@ class GracefulInterrupt(Checkpoint):
             )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._agree(trainer)
         if self.signum is not None:  # arrived after the last training batch: the final checkpoint is complete
             signum = self.signum
             self._restore()

@@ -58,8 +58,10 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Args:
         data_dir: where the dataset files are (``paths.data_dir``: ``IMGBENCH_DATA_DIR`` or ``./data``).
-        batch_size: training images per step (per process under DDP).
-        eval_batch_size: images per validation/test step (default: ``batch_size``).
+        batch_size: training images per optimizer step, all processes together: under DDP each of ``N`` processes
+            takes ``batch_size / N`` of them (it must divide), so a recipe means the same on any number of GPUs.
+        eval_batch_size: images per validation/test step, all processes together (default: ``batch_size``; each
+            process takes ``ceil(eval_batch_size / N)``).
         val_size: validation images carved from the training split (an int, or a fraction < 1; 0 = none).
         split_seed: the seed of that carve (kept apart from ``seed`` so every run validates on the same images).
         train_size: use only this many training images (after the carve; for quick runs and scaling studies).
@@ -75,7 +77,8 @@ class InMemoryDataModule(L.LightningDataModule):
         drop_last: drop the last incomplete training batch.
         download: fetch the official files through torchvision where a network exists.
         on_device: keep the whole dataset on the accelerator (``auto``: on GPUs), like the fastest trainers.
-        seed: the run seed: shuffling and augmentation derive from it.
+        seed: the run seed: shuffling and augmentation derive from it (augmentation draws ``seed + 1000 * rank``
+            under DDP, so every process augments differently).
     """
 
     name = "in_memory"
@@ -130,6 +133,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.mean: list[float] = []
         self.std: list[float] = []
         self.transform: BatchTransform | None = None
+        self._transform_rank: int | None = None  # the rank the transform's generator was seeded for
         self._transform_state: dict | None = None
 
     # ------------------------------------------------------------------ what subclasses provide
@@ -165,7 +169,26 @@ class InMemoryDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self._load()
+        self._seed_transform()
         self._place_on_device()
+
+    def _seed_transform(self) -> None:
+        """The batch transform of this process: seeded with ``seed + 1000 * rank``. ``setup`` may first run before a
+        Trainer is attached (rank unknown, 0); Lightning's own ``setup`` call then re-seeds it for the real rank."""
+        rank = self._rank()
+        if self.transform is not None and self._transform_rank == rank:
+            return
+        self.transform = BatchTransform(
+            self.mean,
+            self.std,
+            self.augment,
+            seed=self.seed + 1000 * rank,
+            crop_size=self.crop_size,
+            views=self.eval_views,
+        )
+        self._transform_rank = rank
+        if self._transform_state:
+            self.transform.load_state_dict(self._transform_state)
 
     def _load(self) -> None:
         train = self.load_split("train")
@@ -202,12 +225,6 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"{train.images.shape[3]}); use a smaller crop or larger data.image_size"
             )
         self.mean, self.std = self._normalization(train.images)
-        self.transform = BatchTransform(
-            self.mean, self.std, self.augment, seed=self.seed + 1000 * self._rank(), crop_size=self.crop_size,
-            views=self.eval_views,
-        )
-        if self._transform_state:
-            self.transform.load_state_dict(self._transform_state)
         log.info("%s: %s, image %s, %d classes", self.name, self.split_sizes, self.image_shape, self.num_classes)
 
     def load_val_split(self) -> ImageArrays | None:
@@ -260,6 +277,17 @@ class InMemoryDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ loaders
 
+    def per_process_batch_size(self, world_size: int) -> int:
+        """Training images per step of each of ``world_size`` processes (``batch_size`` is the global batch)."""
+        if self.batch_size % world_size:
+            lower = self.batch_size // world_size * world_size
+            choices = " or ".join(str(b) for b in (lower, lower + world_size) if b > 0)
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is the global batch and does not split over {world_size} "
+                f"processes; use a multiple of {world_size} (e.g. data.batch_size={choices})"
+            )
+        return self.batch_size // world_size
+
     def _loader(self, split: str, train: bool) -> TensorBatches:
         self._require_setup()
         data = self.splits[split]
@@ -267,7 +295,7 @@ class InMemoryDataModule(L.LightningDataModule):
         return TensorBatches(
             data.images,
             data.labels,
-            batch_size=self.batch_size if train else self.eval_batch_size,
+            batch_size=self.per_process_batch_size(world) if train else -(-self.eval_batch_size // world),
             shuffle=train,
             drop_last=self.drop_last if train else False,
             seed=self.seed,
@@ -309,17 +337,38 @@ class InMemoryDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ checkpoint state
 
     def state_dict(self) -> dict[str, Any]:
+        """Called on every process when a checkpoint is saved (Lightning's rule): under DDP the augmentation
+        generators of all ranks are gathered into ``augment_rng_ranks``, so that each rank resumes its own."""
         state: dict[str, Any] = {"name": self.name, "classes": self.classes, "mean": self.mean, "std": self.std}
         if self.splits:
             state["image_shape"] = list(self.image_shape)
         if self.transform is not None:
-            state["augment_rng"] = self.transform.state_dict()
+            rng = self.transform.state_dict()
+            rank, world = self._world()
+            if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+                ranks: list[Any] = [None] * world
+                torch.distributed.all_gather_object(ranks, rng)
+                state["augment_rng_ranks"] = ranks
+            else:
+                state["augment_rng"] = rng
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._transform_state = state.get("augment_rng")
-        if self.transform is not None and self._transform_state:
-            self.transform.load_state_dict(self._transform_state)
+        rank, world = self._world()
+        ranks = state.get("augment_rng_ranks")
+        saved_world = len(ranks) if ranks is not None else 1
+        if saved_world == world:
+            self._transform_state = ranks[rank] if ranks is not None else state.get("augment_rng")
+        else:  # a run resumed with another number of processes cannot continue every rank's draws
+            log.warning(
+                "the checkpoint comes from %d process(es), this run has %d: augmentation starts again from the seed",
+                saved_world,
+                world,
+            )
+            self._transform_state = None
+        if self.transform is not None:
+            self.transform = None  # re-seeded for this rank, then given the saved state
+            self._seed_transform()
 
 
 def _class_diff(a: list[str], b: list[str]) -> str:

@@ -2,7 +2,9 @@
 
 This replaces a ``DataLoader`` over a per-image ``Dataset`` for data that fits in memory: no workers, no
 collation, no per-image Python. The order is a pure function of ``(seed, epoch)``, so a resumed run sees
-exactly the batches the uninterrupted run would have seen, and each DDP rank takes a disjoint share.
+exactly the batches the uninterrupted run would have seen, and each DDP rank takes a disjoint share: the
+global batch of step ``k`` (all ranks together) holds the images of batch ``k`` of a one-process run with the
+same seed and global batch size.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ class TensorBatches:
         seed: the shuffling seed; epoch ``e`` uses ``seed + e``.
         steps_per_epoch: if set, an epoch is this many batches of an endless stream of shuffled passes
             (Keras's ``steps_per_epoch``): epoch ``e`` continues where epoch ``e - 1`` stopped.
-        rank, world_size: this process's share of every epoch (DDP). Training splits each epoch's
-            permutation; evaluation strides over the split so that every image is seen exactly once.
+        rank, world_size: this process's share of every epoch (DDP). Training cuts each epoch's permutation
+            into global batches of ``batch_size * world_size`` images and gives rank ``r`` the ``r``-th slice of
+            each (the last, shorter global batch is split evenly; at most ``world_size - 1`` images of an epoch
+            are left out, so that ranks stay in step). Evaluation strides over the split (rank ``r`` gets images
+            ``r, r + world_size, ...``): every image is evaluated exactly once, nothing is padded.
         epoch_fn: returns the current epoch when iteration starts (the DataModule passes the trainer's
             ``current_epoch``, which a resumed run restores); without it, ``set_epoch`` sets it.
         position_fn: returns how many batches of the current epoch training has finished; saved by
@@ -89,8 +94,15 @@ class TensorBatches:
         if not self.shuffle:
             return torch.arange(self.rank, n, self.world_size, device=self.labels.device)
         if self.steps_per_epoch is None:
-            share = n // self.world_size
-            return self._permutation(self.epoch)[self.rank * share : (self.rank + 1) * share]
+            perm = self._permutation(self.epoch)
+            if self.world_size == 1:
+                return perm
+            usable = n - n % self.world_size  # equal shares, so ranks stay in step
+            per_step = self.batch_size * self.world_size
+            full = usable // per_step
+            head = perm[: full * per_step].view(full, self.world_size, self.batch_size)[:, self.rank]
+            tail = perm[full * per_step : usable].view(self.world_size, -1)[self.rank]
+            return torch.cat([head.reshape(-1), tail])
         # an endless stream of shuffled passes, split between ranks batch by batch
         per_step = self.batch_size * self.world_size
         start = self.epoch * self.steps_per_epoch * per_step

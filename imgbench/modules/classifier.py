@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ class ImageClassifier(L.LightningModule):
 
     Logs, per split (``train/``, ``val/``, ``test/``): ``loss``, ``acc`` (top-1) and ``acc_top5`` when there
     are more than 5 classes; ``val/acc_best``; ``train/epoch_time`` and ``train/images_per_sec`` (training
-    batches only, data included); the parameter count as ``model/params``.
+    batches only, data included; all processes together under DDP); the parameter count as ``model/params``.
 
     Args:
         net: the model.
@@ -87,6 +88,7 @@ class ImageClassifier(L.LightningModule):
         self.train_images = 0
         self.run_config: dict[str, Any] | None = None  # set by imgbench.run; stored in every checkpoint
         self._rng_to_restore: dict[str, Any] | None = None
+        self._summed_train_metrics = False  # a DDP checkpoint holds the training metrics of all processes
 
     # ------------------------------------------------------------------ forward
 
@@ -109,15 +111,24 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        world = self.trainer.world_size
+        if world > 1:  # every process stops at the same step (one alone would leave the others waiting)
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            local = not torch.isfinite(loss)
+            value = str(loss.item()) if local else "not finite on another process"
+            where = f" on process {self.global_rank}" if local and world > 1 else ""
             raise NonFiniteLossError(
-                f"the training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step} (batch "
-                f"{batch_idx} of the epoch); {self._last_good_checkpoint()}; lower optimizer.lr or set "
-                f"trainer.gradient_clip_val"
+                f"the training loss is {value}{where} at epoch {self.current_epoch}, step {self.global_step} (batch "
+                f"{batch_idx} of the epoch); "
+                f"{self._last_good_checkpoint()}; lower optimizer.lr or set trainer.gradient_clip_val"
             )
         self.train_metrics.update(logits.detach(), y)
+        # not sync_dist: under DDP the progress bar (rank 0 only) would start that collective on rank 0 alone and
+        # deadlock; train/loss is rank 0's, the accuracies are torchmetrics', synchronised over all processes
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self._epoch_images += len(y)
+        self._epoch_images += len(y) * world  # the processes' batches are equal: images of all of them
         return loss
 
     def _last_good_checkpoint(self) -> str:
@@ -166,7 +177,7 @@ class ImageClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         values = self.val_metrics.compute()
         self.val_metrics.reset()
-        values["val/loss"] = self.val_loss.compute()
+        values["val/loss"] = self.val_loss.compute().float()
         self.val_loss.reset()
         self.log_dict(values, prog_bar=True)
         if not self.trainer.sanity_checking:
@@ -176,9 +187,17 @@ class ImageClassifier(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         values = self.test_metrics.compute()
         self.test_metrics.reset()
-        values["test/loss"] = self.test_loss.compute()
+        values["test/loss"] = self.test_loss.compute().float()
         self.test_loss.reset()
         self.log_dict(values)
+
+    def setup(self, stage: str) -> None:
+        # The evaluation losses are sums of per-image float32 losses: summed in float64 (then rounded to float32),
+        # the rounding of the sum stays far below float32 precision, whatever the batch sizes or number of processes,
+        # and a 2-process test reproduces a 1-process evaluation exactly. MPS has no float64: float32 there.
+        if self.trainer.strategy.root_device.type != "mps":
+            self.val_loss.set_dtype(torch.float64)
+            self.test_loss.set_dtype(torch.float64)
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:
@@ -191,15 +210,27 @@ class ImageClassifier(L.LightningModule):
             "train_seconds": self.train_seconds,
             "train_images": self.train_images,
             "rng": rng_state(),  # dropout draws from the global generator: a resumed run must continue it
+            "processes": self.trainer.world_size,
         }
+        if self.trainer.world_size > 1:
+            # the epoch's training accuracy so far, all processes together (every process saves: Lightning's rule);
+            # after a resume rank 0 carries it on and the other ranks start from zero (on_train_start)
+            with contextlib.ExitStack() as stack:
+                for metric in self.train_metrics.values():
+                    stack.enter_context(metric.sync_context())
+                checkpoint["state_dict"].update(self.train_metrics.state_dict(prefix="train_metrics."))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(CONFIG_KEY) or {}
         self.train_seconds = float(saved.get("train_seconds", 0.0))
         self.train_images = int(saved.get("train_images", 0))
         self._rng_to_restore = saved.get("rng")
+        self._summed_train_metrics = int(saved.get("processes", 1)) > 1
 
     def on_train_start(self) -> None:
+        if self._summed_train_metrics and self.global_rank > 0:
+            self.train_metrics.reset()  # the checkpoint's counts are all processes' and live on rank 0
+        self._summed_train_metrics = False
         if self._rng_to_restore:  # restored last, right before training continues
             set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
