@@ -17,6 +17,7 @@ from .callbacks import LastCheckpoint
 from .checkpoint import CONFIG_KEY, check_fits, read_checkpoint
 from .config import to_plain, validate
 from .data.datamodules import InMemoryDataModule
+from .hardware import resolve_channels_last, resolve_precision
 from .io import write_json
 from .modules import HashClassifier, ImageClassifier, has_hash_codes
 
@@ -52,6 +53,11 @@ def build_module(cfg: DictConfig, net: torch.nn.Module, num_classes: int) -> Ima
         scheduler = instantiate(sched)
     module_cfg = to_plain(cfg.get("module") or {})
     hash_cfg = module_cfg.pop("hash", None) or {}
+    if "channels_last" in module_cfg:
+        requested = module_cfg["channels_last"]
+        module_cfg["channels_last"] = resolve_channels_last(requested, net)
+        if requested == "auto":
+            log.info("module.channels_last=auto -> %s", module_cfg["channels_last"])
     cls, extra = (HashClassifier, hash_cfg) if has_hash_codes(net) else (ImageClassifier, {})
     return cls(
         net,
@@ -77,6 +83,9 @@ def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer
     kwargs: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
     if not has_val:
         kwargs["limit_val_batches"] = 0
+    if str(cfg.trainer.get("precision")) == "auto":
+        kwargs["precision"] = resolve_precision("auto", cfg.trainer.get("accelerator"))
+        log.info("trainer.precision=auto -> %s", kwargs["precision"])
     kwargs.update(overrides)
     return instantiate(cfg.trainer, **kwargs)
 
@@ -182,7 +191,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "splits": dm.split_sizes,
         "tested_weights": tested,
         "checkpoint": _last_checkpoint(trainer),
-        "precision": str(cfg.trainer.get("precision")),
+        "precision": str(trainer.precision),
+        "channels_last": module.memory_format == torch.channels_last,
         "environment": environment(),
     }
     if getattr(module, "hash_protocol", None):
