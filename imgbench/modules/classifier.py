@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -213,7 +214,11 @@ class ImageClassifier(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        factory = self.scheduler_factory
+        if isinstance(factory, functools.partial) and factory.keywords.get("total_steps", 0) is None:
+            # a per-run schedule (OneCycleLR) with total_steps: null gets this run's number of optimizer steps
+            factory = functools.partial(factory, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
