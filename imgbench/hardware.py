@@ -7,8 +7,10 @@ Trainer and the LightningModule are built; the resolved values are logged and wr
   native bf16 arithmetic (AVX512-BF16 or AMX); ``16-mixed`` on older CUDA GPUs; ``32-true`` elsewhere. On a CPU
   without native bf16 autocast emulates bf16 and is several times slower than fp32 (5-7x measured on an AVX2
   EPYC, see benchmarks/results.md).
-- channels_last: on for models with 2-D convolutions (NHWC convolutions are faster with cuDNN, above all in
-  mixed precision, and measured faster on CPUs too: benchmarks/results.md), off for models without.
+- channels_last: off for models without 2-D convolutions; on for convolutional models on CUDA GPUs (cuDNN's NHWC
+  kernels, above all in mixed precision); on a CPU, whichever layout trains faster in a few timed steps of a copy
+  of the model at start-up (on this project's AVX2 EPYC: the Keras CNN gains ~35% from channels-last, mostly its
+  max-pooling; ResNet-34 and AlexNet do not, see benchmarks/results.md).
 """
 
 from __future__ import annotations
@@ -63,10 +65,76 @@ def has_conv2d(net: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
-def resolve_channels_last(value: bool | str, net: nn.Module) -> bool:
-    """``auto`` -> channels-last for convolutional models (on GPUs and CPUs alike); a bool is returned as is."""
+def resolve_channels_last(
+    value: bool | str,
+    net: nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    batch_size: int = 32,
+    accelerator: str | None = "auto",
+) -> bool:
+    """``auto`` -> channels-last where it is faster; a bool is returned as is.
+
+    Models without 2-D convolutions: off. On CUDA GPUs: on (cuDNN's NHWC kernels, above all in mixed precision).
+    On a CPU, given the input shape: the faster of the two layouts in a few timed training steps of a copy of
+    ``net`` (:func:`probe_channels_last`; pooling-heavy small CNNs gain a lot, conv-heavy ResNets may lose); without
+    the shape: on.
+    """
     if isinstance(value, bool):
         return value
     if str(value) != AUTO:
         raise ValueError(f"module.channels_last must be true, false or auto, got {value!r}")
-    return has_conv2d(net)
+    if not has_conv2d(net):
+        return False
+    if uses_cuda(accelerator) or input_shape is None:
+        return True
+    faster, seconds = probe_channels_last(net, input_shape, batch_size)
+    log.info(
+        "channels_last=auto: %s (one training step: NCHW %.4f s, channels_last %.4f s)",
+        faster,
+        min(seconds[False]),
+        min(seconds[True]),
+    )
+    return faster
+
+
+def probe_channels_last(
+    net: nn.Module, input_shape: tuple[int, ...], batch_size: int = 32, steps: int = 2
+) -> tuple[bool, dict[bool, list[float]]]:
+    """Time training steps (forward, backward, SGD step) of copies of ``net`` in both layouts on random input,
+    alternated after one warm-up step each; returns whether channels-last was faster, and the step times.
+
+    The batch is ``min(batch_size, 32)``; for slow models (a warm-up step over 1 s) one timed step each. The
+    global random state is restored, so the run that follows draws exactly what it would have drawn."""
+    import copy
+    import time
+
+    rng = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        n = max(2, min(int(batch_size), 32))
+        x = torch.randn(n, *input_shape)
+        parts = {}
+        for channels_last in (False, True):
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            model = copy.deepcopy(net).train().to(memory_format=fmt)
+            opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+            parts[channels_last] = (model, opt, x.contiguous(memory_format=fmt))
+
+        def step(channels_last: bool) -> float:
+            model, opt, inp = parts[channels_last]
+            start = time.perf_counter()
+            out = model(inp)
+            loss = out.float().logsumexp(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return time.perf_counter() - start
+
+        warm = max(step(False), step(True))
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        for i in range(1 if warm > 1.0 else steps):
+            for channels_last in (False, True) if i % 2 == 0 else (True, False):
+                seconds[channels_last].append(step(channels_last))
+        return min(seconds[True]) < min(seconds[False]), seconds
+    finally:
+        torch.set_rng_state(rng)
