@@ -312,6 +312,22 @@ def _template_module(net: nn.Module, num_classes: int):
     return MNISTLitModule()
 
 
+def template_cnn() -> nn.Module:
+    """Study E's MNIST CNN as a template user writes it: the same layers, shapes and Keras initialisation as
+    imgbench's keras_cnn, from stock torch.nn modules (nn.Dropout, NCHW)."""
+    from imgbench.models.layers import keras_init_
+
+    layers: list[nn.Module] = []
+    c = 1
+    for width in (16, 32, 64):
+        layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Dropout(0.25)]
+        c = width
+    layers += [nn.Flatten(), nn.Linear(64 * 3 * 3, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, 10)]
+    net = nn.Sequential(*layers)
+    keras_init_(net)
+    return net
+
+
 def _template_run(n_train: int, workers: int, accuracy: list[float]) -> float:
     """The usual Lightning project on MNIST (lightning-hydra-template's way): per-image Dataset of PIL images,
     ToTensor and Normalize, a DataLoader, torchmetrics, TensorBoard logging, checkpointing, a progress bar."""
@@ -321,13 +337,11 @@ def _template_run(n_train: int, workers: int, accuracy: list[float]) -> float:
     from lightning.pytorch.callbacks import ModelCheckpoint, RichModelSummary, RichProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from imgbench.models import create_model
-
     dm = _datamodule(("data=mnist",))
     L.seed_everything(42, verbose=False)
     train_set = _per_image_parts(dm, n_train, train=False)
     test_set = _per_image_parts(dm, None, train=False, split="test")
-    net = create_model("keras_cnn", num_classes=10, in_channels=1, image_size=28)
+    net = template_cnn()
     module = _template_module(net, 10)
     out = tempfile.mkdtemp(prefix="template-")
     trainer = L.Trainer(

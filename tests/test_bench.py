@@ -323,3 +323,15 @@ def test_benchmark_report_table():
     }
     text = report(info, Sizes.quick(), [fig])
     assert "| datapath | x | fast | slow |" in text and "20.00x" in text
+
+
+def test_the_end_to_end_baseline_uses_the_same_cnn():
+    """The Lightning-template side of the end-to-end figure builds keras_cnn from stock torch.nn layers: the same
+    network (same parameters give the same outputs), only imgbench's faster implementation differs."""
+    from benchmarks.sections import template_cnn
+
+    stock = template_cnn().eval()
+    ours = create_model("keras_cnn", num_classes=10, in_channels=1, image_size=28).eval()
+    ours.load_state_dict(dict(zip(ours.state_dict(), stock.state_dict().values())))
+    x = torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(ours(x), stock(x))
