@@ -236,6 +236,9 @@ def validate(cfg: DictConfig, task: str = "train") -> None:
     precision = _get(cfg, "trainer.precision")
     if precision is not None and str(precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision '{precision}' is not one of {', '.join(sorted(PRECISIONS))}")
+    channels_last = _get(cfg, "module.channels_last")
+    if channels_last is not None and not isinstance(channels_last, bool) and channels_last != "auto":
+        raise ConfigError(f"module.channels_last must be true, false or auto, got {channels_last!r}")
     seed = _get(cfg, "seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed must be an integer, got {seed!r}")

@@ -19,6 +19,7 @@ from .config import to_plain, validate
 from .data.datamodules import InMemoryDataModule
 from .distributed import use_job_launcher
 from .errors import ConfigError
+from .hardware import resolve_channels_last, resolve_precision
 from .io import write_json
 from .modules import HashClassifier, ImageClassifier, has_hash_codes
 
@@ -42,8 +43,11 @@ def build_net(cfg: DictConfig, dm: InMemoryDataModule) -> torch.nn.Module:
     return instantiate(cfg.model, num_classes=dm.num_classes, in_channels=c, image_size=(h, w))
 
 
-def build_module(cfg: DictConfig, net: torch.nn.Module, num_classes: int) -> ImageClassifier:
-    """The LightningModule for ``net`` with the optimizer and scheduler of ``cfg``."""
+def build_module(
+    cfg: DictConfig, net: torch.nn.Module, num_classes: int, input_shape: tuple[int, ...] | None = None
+) -> ImageClassifier:
+    """The LightningModule for ``net`` with the optimizer and scheduler of ``cfg``. ``input_shape`` (C, H, W) lets
+    ``module.channels_last=auto`` time both layouts on this machine (imgbench.hardware)."""
     optimizer = instantiate(cfg.optimizer)
     scheduler, interval, frequency = None, "epoch", 1
     if cfg.get("scheduler") is not None:
@@ -54,6 +58,14 @@ def build_module(cfg: DictConfig, net: torch.nn.Module, num_classes: int) -> Ima
         scheduler = instantiate(sched)
     module_cfg = to_plain(cfg.get("module") or {})
     hash_cfg = module_cfg.pop("hash", None) or {}
+    if module_cfg.get("channels_last") == "auto":
+        module_cfg["channels_last"] = resolve_channels_last(
+            "auto",
+            net,
+            input_shape=input_shape,
+            batch_size=int(OmegaConf.select(cfg, "data.batch_size") or 32),
+            accelerator=OmegaConf.select(cfg, "trainer.accelerator"),
+        )
     cls, extra = (HashClassifier, hash_cfg) if has_hash_codes(net) else (ImageClassifier, {})
     return cls(
         net,
@@ -79,6 +91,9 @@ def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer
     kwargs: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
     if not has_val:
         kwargs["limit_val_batches"] = 0
+    if str(cfg.trainer.get("precision")) == "auto":
+        kwargs["precision"] = resolve_precision("auto", cfg.trainer.get("accelerator"))
+        log.info("trainer.precision=auto -> %s", kwargs["precision"])
     kwargs.update(overrides)
     trainer = instantiate(cfg.trainer, **kwargs)
     use_job_launcher(trainer)  # DDP: the processes Lightning starts run this job, in this run directory
@@ -157,8 +172,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = output_dir(cfg)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
-    module = build_module(cfg, net, dm.num_classes)
+    module = build_module(cfg, net, dm.num_classes, input_shape=dm.image_shape)
     module.run_config = run_config(cfg)
+    if isinstance(module.run_config.get("module"), dict):  # eval.py rebuilds the layout that was chosen
+        module.run_config["module"]["channels_last"] = module.memory_format == torch.channels_last
     has_val = "val" in dm.splits
     trainer = build_trainer(cfg, has_val)
     processes = world_size(trainer)
@@ -214,7 +231,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "batch_size": dm.batch_size,
         "tested_weights": tested,
         "checkpoint": _last_checkpoint(trainer),
-        "precision": str(cfg.trainer.get("precision")),
+        "precision": str(trainer.precision),
+        "channels_last": module.memory_format == torch.channels_last,
         "environment": environment(),
     }
     if getattr(module, "hash_protocol", None):
@@ -295,7 +313,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
-    module = build_module(cfg, net, dm.num_classes)
+    module = build_module(cfg, net, dm.num_classes, input_shape=dm.image_shape)
     check_fits(ckpt, module, ckpt_path)
     module.load_state_dict(ckpt["state_dict"])
     trainer = build_trainer(cfg, has_val=False, enable_checkpointing=False)

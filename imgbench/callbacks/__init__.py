@@ -19,12 +19,14 @@ from .predictions import (
     SubmissionWriter,
     interleave_shares,
 )
+from .whitening import PatchWhitening
 
 __all__ = [
     "ConfusionMatrixReport",
     "GracefulInterrupt",
     "LastCheckpoint",
     "MetricCurves",
+    "PatchWhitening",
     "PredictionGrid",
     "PredictionReport",
     "Predictions",

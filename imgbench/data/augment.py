@@ -58,19 +58,37 @@ _TORCH_PAD = {"zeros": "constant", "reflect": "reflect", "edge": "replicate"}
 
 
 def random_translate(
-    x: torch.Tensor, max_dy: int, max_dx: int, mode: str = "zeros", generator: torch.Generator | None = None
+    x: torch.Tensor,
+    max_dy: int,
+    max_dx: int,
+    mode: str = "zeros",
+    generator: torch.Generator | None = None,
+    flip: bool = False,
 ) -> torch.Tensor:
     """Pad by ``(max_dy, max_dx)`` (border filled by ``mode``) and take one random crop of the original size
-    per image: a random integer shift in ``[-max, max]``.
+    per image: a random integer shift in ``[-max, max]``; with ``flip``, also mirror each image with
+    probability 1/2 (the same draws as :func:`random_flip` after this function without it).
 
-    All crops are read in one gather from a strided view of every possible window.
+    Crop and flip are one gather from the padded batch (an index per output pixel), which on a CPU costs
+    less than a strided window view or a ``where`` over the flipped copy.
     """
-    n, _, h, w = x.shape
-    padded = F.pad(x, (max_dx, max_dx, max_dy, max_dy), mode=_TORCH_PAD[mode])
-    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (n, c, 2*max_dy+1, 2*max_dx+1, h, w), a view
-    dy = torch.randint(0, 2 * max_dy + 1, (n,), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * max_dx + 1, (n,), device=x.device, generator=generator)
-    return windows[torch.arange(n, device=x.device), :, dy, dx]
+    n, c, h, w = x.shape
+    device = x.device
+    if max_dy or max_dx:
+        dy = torch.randint(0, 2 * max_dy + 1, (n,), device=device, generator=generator)
+        dx = torch.randint(0, 2 * max_dx + 1, (n,), device=device, generator=generator)
+    else:  # a flip only: no shift drawn, so the flips are random_flip's
+        dy = dx = torch.zeros(n, dtype=torch.long, device=device)
+    cols = torch.arange(w, device=device).expand(n, w)
+    if flip:
+        mirrored = torch.rand(n, device=device, generator=generator) < 0.5
+        cols = torch.where(mirrored[:, None], (w - 1) - cols, cols)
+    padded = F.pad(x, (max_dx, max_dx, max_dy, max_dy), mode=_TORCH_PAD[mode]) if max_dy or max_dx else x
+    width = w + 2 * max_dx
+    rows = torch.arange(h, device=device)[None, :] + dy[:, None]  # (n, h)
+    index = rows[:, :, None] * width + (cols + dx[:, None])[:, None, :]  # (n, h, w) into the padded image
+    flat = padded.reshape(n, c, -1)
+    return flat.gather(2, index.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
 
 
 def random_crop(x: torch.Tensor, size: tuple[int, int], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -160,6 +178,7 @@ class BatchTransform:
         self.views = views
         self._generators: dict[torch.device, torch.Generator] = {}
         self._saved_state: dict[str, torch.Tensor] | None = None
+        self._affine_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def generator(self, device: torch.device) -> torch.Generator:
         """This transform's random generator on ``device`` (created on first use, seeded by ``seed``)."""
@@ -185,10 +204,18 @@ class BatchTransform:
         if x.ndim == 5:
             n, v = x.shape[:2]
             return self.normalize(x.flatten(0, 1)).unflatten(0, (n, v))
-        c = x.shape[1]
-        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=x.device).view(1, c, 1, 1)
-        shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)], device=x.device).view(1, c, 1, 1)
-        return torch.addcmul(-shift, x.float(), scale)
+        scale, shift = self._affine(x.device, x.shape[1])
+        return torch.addcmul(shift, x.float(), scale)
+
+    def _affine(self, device: torch.device, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalisation as ``x * scale + shift`` per channel, built once per device."""
+        key = (str(device), channels)
+        cached = self._affine_cache.get(key)
+        if cached is None:
+            scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], device=device).view(1, channels, 1, 1)
+            shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], device=device)
+            cached = self._affine_cache[key] = (scale, shift.view(1, channels, 1, 1))
+        return cached
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         aug = self.augment
@@ -199,13 +226,11 @@ class BatchTransform:
             x = random_crop(x, self.crop_size, g)
         if not aug.active:
             return self.normalize(x)
-        if aug.crop_padding or aug.shift:
+        if aug.crop_padding or aug.shift or aug.flip:
             h, w = x.shape[2], x.shape[3]
             max_dy = aug.crop_padding + round(aug.shift * h)
             max_dx = aug.crop_padding + round(aug.shift * w)
-            x = random_translate(x, max_dy, max_dx, aug.pad_mode, g)
-        if aug.flip:
-            x = random_flip(x, g)
+            x = random_translate(x, max_dy, max_dx, aug.pad_mode, g, flip=aug.flip)
         out = self.normalize(x)
         if aug.lighting and x.shape[1] == 3:
             # an offset in [0, 1] pixel units becomes offset / std after normalisation

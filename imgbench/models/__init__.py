@@ -1,6 +1,7 @@
 """Plain ``nn.Module`` image classifiers and their registry. Nothing here knows about training."""
 
 from .alexnet import alexnet, alexnet_hash, alexnet_tv
+from .fastnet import fastnet
 from .keras import keras_cnn, keras_fcn, single_conv
 from .layers import count_parameters
 from .lenet import cifar_cnn, lenet5
@@ -15,6 +16,7 @@ __all__ = [
     "cifar_cnn",
     "count_parameters",
     "create_model",
+    "fastnet",
     "get_model_factory",
     "keras_cnn",
     "keras_fcn",

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .layers import Dropout, conv_out, keras_init_, pair
 from .layers import activation as make_activation
-from .layers import conv_out, keras_init_, pair
 from .registry import register_model
 
 __all__ = ["KerasCNN", "KerasFCN", "SingleConvNet", "keras_cnn", "keras_fcn", "single_conv"]
@@ -51,7 +51,7 @@ class KerasCNN(nn.Module):
                 nn.Conv2d(c, width, 3, padding=1),
                 nn.ReLU(inplace=True),
                 nn.MaxPool2d(2),  # floor rounding, like Keras's 'valid' pooling: 7x7 -> 3x3
-                nn.Dropout(0.25),
+                Dropout(0.25),
             ]
             c, h, w = width, h // 2, w // 2
         self.features = nn.Sequential(*layers)
@@ -59,7 +59,7 @@ class KerasCNN(nn.Module):
             nn.Flatten(),
             nn.Linear(c * h * w, hidden),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.5),
+            Dropout(0.5),
             nn.Linear(hidden, num_classes),
         )
 
@@ -90,7 +90,7 @@ class KerasFCN(nn.Module):
                 nn.ReLU(inplace=True),
                 nn.Conv2d(width, down, 3, stride=2),
                 nn.ReLU(inplace=True),
-                nn.Dropout(0.25),
+                Dropout(0.25),
             ]
             c, h, w = down, conv_out(h, 3, 2), conv_out(w, 3, 2)
         if h < 1 or w < 1:
@@ -149,7 +149,7 @@ class SingleConvNet(nn.Module):
                 *_conv(c, width, kernel_size, padding),
                 make_activation(activation),
                 nn.MaxPool2d(2),
-                nn.Dropout(conv_dropout),
+                Dropout(conv_dropout),
             ]
             c = width
         self.features = nn.Sequential(*layers)
@@ -157,7 +157,7 @@ class SingleConvNet(nn.Module):
             nn.Flatten(),
             nn.Linear(c * h * w, hidden),
             make_activation(activation),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
 

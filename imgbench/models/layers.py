@@ -35,6 +35,21 @@ def activation(name: str) -> nn.Module:
     return table[name]()
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` (same argument, same state, same distribution: each element kept with probability
+    ``1 - p`` and scaled by ``1 / (1 - p)``) whose CPU mask comes from ``torch.rand`` instead of ``bernoulli_``,
+    which is about twice as slow on CPUs (13% of a Keras-CNN training step on an AVX2 EPYC). Draws from the
+    global generator like nn.Dropout, so seeded and resumed runs stay reproducible. GPUs use the fused kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu" or self.inplace:
+            return super().forward(x)
+        if self.p == 1:
+            return x * 0
+        mask = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+        return x * mask
+
+
 def keras_init_(module: nn.Module) -> None:
     """Keras defaults: Glorot-uniform weights and zero biases for every conv and dense layer."""
     for m in module.modules():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..checkpoint import CONFIG_KEY, rng_state, set_rng_state
 from ..errors import UserError
+from ..hardware import resolve_channels_last
 from ..models.layers import count_parameters
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -40,7 +42,8 @@ class ImageClassifier(L.LightningModule):
         scheduler_interval: ``epoch`` or ``step``; scheduler_frequency: every how many of those.
         monitor: the metric ReduceLROnPlateau watches.
         label_smoothing: cross-entropy label smoothing.
-        channels_last: run the model in channels-last memory format (faster convolutions on some hardware).
+        channels_last: run the model in channels-last memory format (faster convolutions on some hardware);
+            ``auto``: on for convolutional models (see :mod:`imgbench.hardware`).
         compile: wrap the model in ``torch.compile``.
     """
 
@@ -54,7 +57,7 @@ class ImageClassifier(L.LightningModule):
         scheduler_frequency: int = 1,
         monitor: str = "val/loss",
         label_smoothing: float = 0.0,
-        channels_last: bool = False,
+        channels_last: bool | str = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -63,6 +66,7 @@ class ImageClassifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        channels_last = resolve_channels_last(channels_last, net)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -241,7 +245,11 @@ class ImageClassifier(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        factory = self.scheduler_factory
+        if isinstance(factory, functools.partial) and factory.keywords.get("total_steps", 0) is None:
+            # a per-run schedule (OneCycleLR) with total_steps: null gets this run's number of optimizer steps
+            factory = functools.partial(factory, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {

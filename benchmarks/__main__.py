@@ -1,0 +1,150 @@
+"""python -m benchmarks [--quick] [--only overhead,datapath,...] [--threads N] [--repeats N]
+
+Runs the benchmark sections and writes benchmarks/results.md and benchmarks/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .common import Figure, load, machine, quiet
+from .sections import SECTIONS, Sizes
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (about 3 minutes): checks that it all runs")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for every measurement (default 1: on a shared 2-core machine a second thread waits "
+        "for a busy core in every parallel region, which makes timings erratic)",
+    )
+    p.add_argument("--repeats", type=int, default=None, help="repetitions per figure (default 3; median reported)")
+    p.add_argument("--out", type=Path, default=HERE, help="folder for results.md and results.json")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    quiet()
+    torch.set_num_threads(args.threads)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    if args.repeats:
+        sizes.repeats = max(1, args.repeats)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    info = machine()
+    info.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick})
+    info["load_at_start"] = load()
+    figures: list[Figure] = []
+    seconds: dict[str, float] = {}
+    for name in sections:
+        logging.getLogger("benchmarks").info("section %s (load %.2f)", name, load())
+        start = time.perf_counter()
+        figures += SECTIONS[name](sizes)
+        seconds[name] = round(time.perf_counter() - start, 1)
+    info["load_at_end"] = load()
+    info["section_seconds"] = seconds
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(
+        json.dumps({"machine": info, "sizes": vars(sizes), "figures": [f.as_dict() for f in figures]}, indent=2) + "\n"
+    )
+    (args.out / "results.md").write_text(report(info, sizes, figures))
+    print(report(info, sizes, figures))
+    return 0
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "img/s":
+        return f"{value:,.0f} img/s" if value >= 100 else f"{value:.2f} img/s"
+    if unit == "s":
+        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    return f"{value:.3f}"
+
+
+def report(info: dict, sizes: Sizes, figures: list[Figure]) -> str:
+    lines = [
+        "# imgbench benchmarks",
+        "",
+        "Written by `make bench` (`python -m benchmarks`). Every ratio compares two things measured side by side in",
+        "one run on one machine: alternated (B A, A B, ...), each the median of the repetitions shown.",
+        "",
+        f"- machine: {info['cpu']}, {info['cores']} cores, torch CPU capability {info['cpu_capability']}, native bf16: "
+        f"{info['native_bf16']}, GPU: {info['gpu'] or 'none'}",
+        f"- torch {info['torch']}, Python {info['python']}, torch threads {info['threads']}",
+        f"- {info['date']}, {'quick sizes' if info['quick'] else 'default sizes'}, {sizes.repeats} repetitions"
+        " per figure;"
+        f" load average {info['load_at_start']} at the start, {info['load_at_end']} at the end (other jobs share"
+        f" the cores)",
+        f"- seconds per section: {', '.join(f'{k} {v}' for k, v in info['section_seconds'].items())}",
+        "",
+        "| section | figure | A | B | A (median) | B (median) | ratio | target | met | load | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in figures:
+        if f.section == "scaling":
+            continue
+        met = f.extra.get("met")
+        ratio = f"{f.ratio:.2f}x" if f.section != "overhead" else f"{f.a_median / f.b_median:.3f}x time"
+        loads = f"{min(f.loads):.1f}-{max(f.loads):.1f}" if f.loads else ""
+        lines.append(
+            f"| {f.section} | {f.name} | {f.a_label} | {f.b_label} | {_fmt(f.a_median, f.unit)} | "
+            f"{_fmt(f.b_median, f.unit)} | {ratio} | {f.target} | {'' if met is None else ('yes' if met else 'no')} | "
+            f"{loads} | {f.note} |"
+        )
+    lines += ["", "Samples (A; B), in measurement order:", ""]
+    for f in figures:
+        if f.section != "scaling":
+            lines.append(
+                f"- {f.name}: {', '.join(_fmt(v, f.unit) for v in f.a)}; {', '.join(_fmt(v, f.unit) for v in f.b)}"
+            )
+    for f in figures:
+        if f.section == "scaling":
+            lines += [
+                "",
+                "## Scaling",
+                "",
+                f"{f.name} ({f.note}):",
+                "",
+                "| images | seconds (median) | s per 1,000 |",
+                "| --- | --- | --- |",
+            ]
+            for n, v in f.extra["per_size"].items():
+                med = sorted(v)[len(v) // 2]
+                lines.append(f"| {n:,} | {med:.2f} | {med / n * 1000:.3f} |")
+            lines += [
+                "",
+                f"Batch size at {sizes.scaling_batch_images:,} images:",
+                "",
+                "| batch | seconds (median) | img/s |",
+                "| --- | --- | --- |",
+            ]
+            for b, v in f.extra["per_batch"].items():
+                med = sorted(v)[len(v) // 2]
+                lines.append(f"| {b} | {med:.2f} | {sizes.scaling_batch_images / med:,.0f} |")
+            lines.append("")
+            lines.append(
+                f"Seconds per image at the largest size relative to the smallest: {f.a[0]:.3f} (1.0 = linear)."
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""What every benchmark section shares: timing side by side, the machine, composing imgbench configs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("IMGBENCH_DATA_DIR") or (SHARED_DATA if SHARED_DATA.is_dir() else REPO / "data"))
+
+
+def load() -> float:
+    """The 1-minute load average (other jobs on the machine)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return float("nan")
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    from imgbench.hardware import cpu_has_native_bf16
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_has_native_bf16(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+@dataclass
+class Figure:
+    """One side-by-side comparison: ``a`` (imgbench / the fast way) against ``b`` (the baseline)."""
+
+    section: str
+    name: str
+    a_label: str
+    b_label: str
+    unit: str  # what a sample is: "s" (lower is better) or "img/s" (higher is better)
+    a: list[float] = field(default_factory=list)
+    b: list[float] = field(default_factory=list)
+    target: str = ""
+    note: str = ""
+    loads: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def a_median(self) -> float:
+        return statistics.median(self.a)
+
+    @property
+    def b_median(self) -> float:
+        return statistics.median(self.b)
+
+    @property
+    def ratio(self) -> float:
+        """How many times better ``a`` is than ``b`` (time: b / a; throughput: a / b)."""
+        if self.unit == "s":
+            return self.b_median / self.a_median
+        return self.a_median / self.b_median
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "section": self.section,
+            "name": self.name,
+            "a_label": self.a_label,
+            "b_label": self.b_label,
+            "unit": self.unit,
+            "a": self.a,
+            "b": self.b,
+            "a_median": self.a_median,
+            "b_median": self.b_median,
+            "ratio": self.ratio,
+            "target": self.target,
+            "note": self.note,
+            "load": self.loads,
+            **self.extra,
+        }
+
+
+def side_by_side(figure: Figure, run_a: Callable[[], float], run_b: Callable[[], float], repeats: int) -> Figure:
+    """Alternate ``run_b`` and ``run_a`` (each returns its sample) ``repeats`` times; B first, then A first."""
+    for i in range(repeats):
+        order = (("b", run_b), ("a", run_a)) if i % 2 == 0 else (("a", run_a), ("b", run_b))
+        for side, fn in order:
+            figure.loads.append(load())
+            getattr(figure, side).append(fn())
+        logging.getLogger("benchmarks").info(
+            "%s / %s: %s=%s %s=%s",
+            figure.section,
+            figure.name,
+            figure.a_label,
+            figure.a[-1],
+            figure.b_label,
+            figure.b[-1],
+        )
+    return figure
+
+
+@contextlib.contextmanager
+def timer() -> Iterator[Callable[[], float]]:
+    start = time.perf_counter()
+    elapsed: list[float] = []
+    yield lambda: elapsed[0] if elapsed else time.perf_counter() - start
+    elapsed.append(time.perf_counter() - start)
+
+
+def compose(overrides: list[str], output_dir: Path | None = None):
+    """A train.yaml config composed as train.py would (imgbench's own configs), run directory in a temp folder."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from imgbench.cli import CONF_DIR, setup_environment
+
+    setup_environment()
+    out = output_dir or Path(tempfile.mkdtemp(prefix="imgbench-bench-"))
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="bench"):
+        cfg = hydra_compose("train", overrides=[f"paths.data_dir={data_dir()}", *overrides], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def quiet() -> None:
+    """Keep Lightning's and imgbench's per-run chatter out of the benchmark's output."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "imgbench", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore")

@@ -1,0 +1,140 @@
+"""``auto`` settings that depend on the machine: the training precision and the convolutions' memory format.
+
+``trainer.precision=auto`` and ``module.channels_last=auto`` are resolved here by ``imgbench.run`` before the
+Trainer and the LightningModule are built; the resolved values are logged and written to ``metrics.json``.
+
+- precision: ``bf16-mixed`` (autocast) on CUDA GPUs that support bf16 (Ampere and later) and on CPUs with
+  native bf16 arithmetic (AVX512-BF16 or AMX); ``16-mixed`` on older CUDA GPUs; ``32-true`` elsewhere. On a CPU
+  without native bf16 autocast emulates bf16 and is several times slower than fp32 (5-7x measured on an AVX2
+  EPYC, see benchmarks/results.md).
+- channels_last: off for models without 2-D convolutions; on for convolutional models on CUDA GPUs (cuDNN's NHWC
+  kernels, above all in mixed precision); on a CPU, whichever layout trains faster in a few timed steps of a copy
+  of the model at start-up (on this project's AVX2 EPYC: the Keras CNN gains ~35% from channels-last, mostly its
+  max-pooling; ResNet-34 and AlexNet do not, see benchmarks/results.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX tiles), so that bf16 autocast pays off."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except Exception:  # an old or unusual build: fall back to the kernel's flags
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_cuda(accelerator: str | None) -> bool:
+    """Whether a Trainer with this ``accelerator`` setting trains on a CUDA GPU."""
+    accelerator = str(accelerator or "auto").lower()
+    if accelerator in ("gpu", "cuda"):
+        return True
+    return accelerator == "auto" and torch.cuda.is_available()
+
+
+def resolve_precision(precision: str | int | None, accelerator: str | None = "auto") -> str | int | None:
+    """``auto`` -> the fastest precision that trains as well as fp32 here; any other value is returned as is."""
+    if str(precision) != AUTO:
+        return precision
+    if uses_cuda(accelerator):
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
+def has_conv2d(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in net.modules())
+
+
+def resolve_channels_last(
+    value: bool | str,
+    net: nn.Module,
+    input_shape: tuple[int, ...] | None = None,
+    batch_size: int = 32,
+    accelerator: str | None = "auto",
+) -> bool:
+    """``auto`` -> channels-last where it is faster; a bool is returned as is.
+
+    Models without 2-D convolutions: off. On CUDA GPUs: on (cuDNN's NHWC kernels, above all in mixed precision).
+    On a CPU, given the input shape: the faster of the two layouts in a few timed training steps of a copy of
+    ``net`` (:func:`probe_channels_last`; pooling-heavy small CNNs gain a lot, conv-heavy ResNets may lose); without
+    the shape: on.
+    """
+    if isinstance(value, bool):
+        return value
+    if str(value) != AUTO:
+        raise ValueError(f"module.channels_last must be true, false or auto, got {value!r}")
+    if not has_conv2d(net):
+        return False
+    if uses_cuda(accelerator) or input_shape is None:
+        return True
+    faster, seconds = probe_channels_last(net, input_shape, batch_size)
+    log.info(
+        "channels_last=auto: %s (one training step: NCHW %.4f s, channels_last %.4f s)",
+        faster,
+        min(seconds[False]),
+        min(seconds[True]),
+    )
+    return faster
+
+
+def probe_channels_last(
+    net: nn.Module, input_shape: tuple[int, ...], batch_size: int = 32, steps: int = 2
+) -> tuple[bool, dict[bool, list[float]]]:
+    """Time training steps (forward, backward, SGD step) of copies of ``net`` in both layouts on random input,
+    alternated after one warm-up step each; returns whether channels-last was faster, and the step times.
+
+    The batch is ``min(batch_size, 32)``; for slow models (a warm-up step over 1 s) one timed step each. The
+    global random state is restored, so the run that follows draws exactly what it would have drawn."""
+    import copy
+    import time
+
+    rng = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        n = max(2, min(int(batch_size), 32))
+        x = torch.randn(n, *input_shape)
+        parts = {}
+        for channels_last in (False, True):
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            model = copy.deepcopy(net).train().to(memory_format=fmt)
+            opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+            parts[channels_last] = (model, opt, x.contiguous(memory_format=fmt))
+
+        def step(channels_last: bool) -> float:
+            model, opt, inp = parts[channels_last]
+            start = time.perf_counter()
+            out = model(inp)
+            loss = out.float().logsumexp(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return time.perf_counter() - start
+
+        warm = max(step(False), step(True))
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        for i in range(1 if warm > 1.0 else steps):
+            for channels_last in (False, True) if i % 2 == 0 else (True, False):
+                seconds[channels_last].append(step(channels_last))
+        return min(seconds[True]) < min(seconds[False]), seconds
+    finally:
+        torch.set_rng_state(rng)

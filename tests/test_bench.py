@@ -1,0 +1,337 @@
+"""What the benchmarks rely on: the batched augmentation equals the per-image pipeline given the same random
+decisions, the auto precision/layout resolution, the whitening initialisation, the cifar10_fast recipe, and the
+retrieval metrics against the benchmark's direct implementation. (The benchmarks themselves are not tests.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torch import nn
+
+from imgbench import hardware
+from imgbench.data.augment import AugmentConfig, BatchTransform
+from imgbench.errors import ConfigError
+from imgbench.models import create_model
+
+from .conftest import REPO_ROOT, write_image_folder
+
+# ---------------------------------------------------------------------------- batched == per-image
+
+
+@pytest.mark.parametrize("mode", ["reflect", "zeros", "edge"])
+def test_batched_crop_and_flip_equal_torchvision_per_image(mode):
+    """The fast path gives, image by image, what torchvision's per-image transforms give for the same draws."""
+    x = torch.randint(0, 256, (24, 3, 12, 10), dtype=torch.uint8)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    fast = BatchTransform(mean, std, AugmentConfig(crop_padding=3, pad_mode=mode, flip=True), seed=11)(x, train=True)
+    g = torch.Generator().manual_seed(11)  # the transform's draws, in its order: dy, dx, then the flips
+    dy = torch.randint(0, 7, (24,), generator=g)
+    dx = torch.randint(0, 7, (24,), generator=g)
+    flip = torch.rand(24, generator=g) < 0.5
+    tv_mode = {"reflect": "reflect", "zeros": "constant", "edge": "edge"}[mode]
+    for i in range(24):
+        img = TF.to_pil_image(x[i])
+        img = TF.crop(TF.pad(img, 3, padding_mode=tv_mode), int(dy[i]), int(dx[i]), 12, 10)
+        if flip[i]:
+            img = TF.hflip(img)
+        want = TF.normalize(TF.to_tensor(img), mean, std)
+        torch.testing.assert_close(fast[i], want, atol=1e-5, rtol=1e-5)
+
+
+def test_flip_only_and_shift_equal_per_image_slices():
+    x = torch.randint(0, 256, (16, 1, 9, 9), dtype=torch.uint8)
+    t = BatchTransform([0.0], [1.0], AugmentConfig(flip=True), seed=2)
+    g = torch.Generator().manual_seed(2)
+    flip = torch.rand(16, generator=g) < 0.5
+    want = torch.stack([xi.flip(2) if f else xi for xi, f in zip(x, flip)]).float() / 255
+    torch.testing.assert_close(t(x, train=True), want)
+    shift = BatchTransform([0.0], [1.0], AugmentConfig(shift=0.2, pad_mode="edge"), seed=4)(x, train=True)
+    g = torch.Generator().manual_seed(4)
+    d = round(0.2 * 9)
+    dy, dx = torch.randint(0, 2 * d + 1, (16,), generator=g), torch.randint(0, 2 * d + 1, (16,), generator=g)
+    padded = F.pad(x.float(), (d, d, d, d), mode="replicate")
+    want = torch.stack([padded[i, :, dy[i] : dy[i] + 9, dx[i] : dx[i] + 9] for i in range(16)]) / 255
+    torch.testing.assert_close(shift, want)
+
+
+def test_normalisation_constants_are_built_once():
+    t = BatchTransform([0.5], [0.25])
+    x = torch.randint(0, 256, (4, 1, 5, 5), dtype=torch.uint8)
+    first = t._affine(x.device, 1)
+    t(x, train=False)
+    assert t._affine(x.device, 1) is first
+    torch.testing.assert_close(t(x, train=False), (x.float() / 255 - 0.5) / 0.25)
+
+
+# ---------------------------------------------------------------------------- precision / channels_last auto
+
+
+def test_precision_auto_resolution(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    assert hardware.resolve_precision("auto", "auto") == "32-true"
+    assert hardware.resolve_precision("auto", "cpu") == "32-true"
+    assert hardware.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # explicit values are kept
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)  # AMX / AVX512-BF16
+    assert hardware.resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert hardware.resolve_precision("auto", "auto") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. V100
+    assert hardware.resolve_precision("auto", "gpu") == "16-mixed"
+
+
+def test_this_cpu_has_no_native_bf16_flag_mismatch():
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        assert hardware.cpu_has_native_bf16() is False
+
+
+def test_channels_last_auto(monkeypatch):
+    conv = create_model("keras_cnn", num_classes=10, in_channels=1, image_size=28)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    assert hardware.resolve_channels_last("auto", conv) is True  # no input shape: on for conv nets
+    assert hardware.resolve_channels_last("auto", mlp, (1, 2, 2)) is False  # no convolutions: no probe
+    assert hardware.resolve_channels_last(False, conv, (1, 28, 28)) is False
+    with pytest.raises(ValueError, match="channels_last"):
+        hardware.resolve_channels_last("maybe", conv)
+    # on a CPU with the input shape, the layout that trained faster in the probe wins
+    for faster in (True, False):
+        seconds = {False: [1.0], True: [0.5 if faster else 2.0]}
+        monkeypatch.setattr(hardware, "probe_channels_last", lambda *a, s=seconds, f=faster, **k: (f, s))
+        assert hardware.resolve_channels_last("auto", conv, (1, 28, 28), 128, "cpu") is faster
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert hardware.resolve_channels_last("auto", conv, (1, 28, 28), 128, "auto") is True  # GPUs: NHWC
+
+
+def test_channels_last_probe_times_both_layouts_and_keeps_the_random_state():
+    net = create_model("keras_cnn", num_classes=10, in_channels=1, image_size=28)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    faster, seconds = hardware.probe_channels_last(net, (1, 28, 28), batch_size=8)
+    assert isinstance(faster, bool) and len(seconds[True]) == len(seconds[False]) >= 1
+    assert faster == (min(seconds[True]) < min(seconds[False]))
+    assert torch.equal(torch.rand(3), expected)  # the run's random draws are untouched
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the probe trains copies
+    assert net.features[0].weight.is_contiguous()  # and leaves the model's layout alone
+
+
+def test_auto_settings_reach_the_trainer_and_module(train_cfg, tmp_path, monkeypatch):
+    from imgbench.config import validate
+    from imgbench.run import build_module, build_net, build_trainer
+
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "probe_channels_last", lambda *a, **k: (True, {False: [1.0], True: [0.5]}))
+    root = write_image_folder(tmp_path / "imgs", per_class=2, size=(16, 16))
+    cfg = train_cfg(
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.val_size=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "trainer=cpu",
+        "trainer.precision=auto",
+        "module.channels_last=auto",
+    )
+    validate(cfg)
+    from imgbench.run import build_datamodule
+
+    dm = build_datamodule(cfg)
+    net = build_net(cfg, dm)
+    module = build_module(cfg, net, dm.num_classes, input_shape=dm.image_shape)
+    assert module.memory_format == torch.channels_last
+    assert str(build_trainer(cfg, has_val=False).precision) == "32-true"
+    bad = train_cfg("module.channels_last=maybe")
+    with pytest.raises(ConfigError, match="channels_last"):
+        validate(bad)
+
+
+# ---------------------------------------------------------------------------- whitening
+
+
+def test_whitening_init_whitens_patches():
+    torch.manual_seed(0)
+    mix = torch.tensor([[1.0, 0.8, 0.3], [0.0, 0.6, 0.5], [0.0, 0.0, 0.4]])
+    base = torch.randn(64, 3, 12, 12)
+    images = torch.einsum("ij,njhw->nihw", mix, F.avg_pool2d(base, 3, 1, 1) * 3)  # correlated channels and pixels
+    net = create_model("fastnet", num_classes=10, in_channels=3, image_size=12, widths=[8, 8, 8][:1])
+    assert not bool(net.whitening_ready)
+    net.init_whitening(images, eps=1e-8)
+    assert bool(net.whitening_ready)
+    out = F.conv2d(images, net.whiten.weight)  # without the bias
+    half = out.shape[1] // 2
+    assert half == 12
+    torch.testing.assert_close(out[:, half:], -out[:, :half])
+    flat = out[:, :half].permute(0, 2, 3, 1).reshape(-1, half).double()
+    cov = torch.cov(flat.T)
+    torch.testing.assert_close(cov, torch.eye(half, dtype=torch.float64), atol=2e-3, rtol=0)
+    assert not net.whiten.weight.requires_grad  # frozen; its bias trains
+    assert net.whiten.bias.requires_grad
+
+
+def test_whitening_callback_initialises_once(tmp_path):
+    from imgbench.callbacks import PatchWhitening
+    from imgbench.data import ImageFolderDataModule
+
+    root = write_image_folder(tmp_path / "imgs", per_class=4, size=(16, 16))
+    dm = ImageFolderDataModule(root=root, val_size=0, cache_dir=tmp_path / "cache")
+    dm.setup()
+    net = create_model("fastnet", num_classes=3, in_channels=3, image_size=16, widths=[8])
+
+    class Trainer:
+        datamodule = dm
+
+    class Module(nn.Module):
+        device = torch.device("cpu")
+
+    module = Module()
+    module.net = net
+    PatchWhitening(max_images=5).on_fit_start(Trainer(), module)
+    first = net.whiten.weight.clone()
+    assert bool(net.whitening_ready)
+    net.whiten.weight.data.mul_(2)  # a resumed run: the restored weights must stay
+    PatchWhitening().on_fit_start(Trainer(), module)
+    torch.testing.assert_close(net.whiten.weight, first * 2)
+    with pytest.raises(TypeError, match="init_whitening"):
+        module.net = nn.Linear(2, 2)
+        PatchWhitening().on_fit_start(Trainer(), module)
+
+
+# ---------------------------------------------------------------------------- cifar10_fast
+
+
+def test_cifar10_fast_composes_as_specified(train_cfg):
+    cfg = train_cfg("experiment=cifar10_fast")
+    assert cfg.model._target_ == "imgbench.models.fastnet"
+    assert cfg.data.eval_views == "flip" and cfg.data.batch_size == 1024 and cfg.data.val_size == 0
+    assert cfg.module.label_smoothing == 0.2 and cfg.module.channels_last == "auto"
+    assert cfg.trainer.precision == "auto" and cfg.optimizer.nesterov is True
+    assert cfg.scheduler._target_.endswith("OneCycleLR") and cfg.scheduler.total_steps is None
+    assert set(cfg.callbacks) == {"patch_whitening", "ema", "last_checkpoint"}
+
+
+def test_cifar10_fast_fast_dev_run(train_cfg, tmp_path):
+    from imgbench.run import train
+
+    root = write_image_folder(tmp_path / "imgs", per_class=8, size=(32, 32))
+    cfg = train_cfg(
+        "experiment=cifar10_fast",
+        "data=imagefolder",
+        f"data.root={root}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.batch_size=8",
+        "data.eval_batch_size=16",
+        "model.widths=[8,16,16]",
+        "debug=fast_dev_run",
+    )
+    result = train(cfg)
+    assert result["status"] == "finished" and 0 <= result["metrics"]["test/acc"] <= 1
+    assert result["precision"] == hardware.resolve_precision("auto", "auto") and isinstance(
+        result["channels_last"], bool
+    )
+
+
+def test_onecycle_total_steps_is_filled(train_cfg, tmp_path):
+    from imgbench.run import build_datamodule, build_module, build_net, build_trainer
+
+    root = write_image_folder(tmp_path / "imgs", per_class=8, size=(32, 32))
+    cfg = train_cfg(
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.val_size=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.batch_size=4",
+        "scheduler=onecycle",
+        "trainer.max_epochs=2",
+        "callbacks=none",
+        "logger=csv",
+    )
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, build_net(cfg, dm), dm.num_classes)
+    trainer = build_trainer(cfg, has_val=False)
+    trainer.fit(module, datamodule=dm)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == 2 * 6  # 24 images / batch 4, 2 epochs
+    assert trainer.global_step == 12
+
+
+# ---------------------------------------------------------------------------- retrieval vs the direct baseline
+
+
+def test_retrieval_equals_the_benchmarks_direct_implementation():
+    from benchmarks.direct_retrieval import direct_retrieval_metrics
+    from benchmarks.sections import hash_codes
+    from imgbench.metrics.retrieval import retrieval_metrics
+
+    rng = np.random.default_rng(1)
+    codes, labels = hash_codes(40 + 700, 48, 7, rng, flip=0.2)
+    args = (codes[:40], labels[:40], codes[40:], labels[40:])
+    kwargs = {"map_cutoff": 100, "precision_ks": (10, 50, 700), "radius": 3, "knn_k": 6}
+    want = direct_retrieval_metrics(*args, **kwargs)
+    got = retrieval_metrics(*args, **kwargs, chunk_elements=700 * 7)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-12), k
+    # every code equal: the ranking is the database order (all ties), kNN takes the first k items
+    same = np.zeros((3, 48), dtype=bool)
+    db_labels = rng.integers(0, 3, 300)
+    kwargs["precision_ks"] = (10, 50, 300)
+    want = direct_retrieval_metrics(same, [0, 1, 2], np.zeros((300, 48), dtype=bool), db_labels, **kwargs)
+    got = retrieval_metrics(same, [0, 1, 2], np.zeros((300, 48), dtype=bool), db_labels, **kwargs)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=1e-12), k
+
+
+def test_benchmarks_cli_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "--quick" in result.stdout
+
+
+def test_benchmark_report_table():
+    from benchmarks.__main__ import report
+    from benchmarks.common import Figure, side_by_side
+    from benchmarks.sections import Sizes
+
+    fig = side_by_side(Figure("datapath", "x", "fast", "slow", "img/s", target=">= 10x"), lambda: 100.0, lambda: 5.0, 3)
+    assert fig.a == [100.0] * 3 and fig.ratio == 20
+    info = {
+        "cpu": "cpu",
+        "cores": 2,
+        "cpu_capability": "AVX2",
+        "native_bf16": False,
+        "gpu": None,
+        "torch": "2",
+        "python": "3",
+        "threads": 1,
+        "date": "today",
+        "quick": True,
+        "load_at_start": 1.0,
+        "load_at_end": 1.0,
+        "section_seconds": {"datapath": 1.0},
+    }
+    text = report(info, Sizes.quick(), [fig])
+    assert "| datapath | x | fast | slow |" in text and "20.00x" in text
+
+
+def test_the_end_to_end_baseline_uses_the_same_cnn():
+    """The Lightning-template side of the end-to-end figure builds keras_cnn from stock torch.nn layers: the same
+    network (same parameters give the same outputs), only imgbench's faster implementation differs."""
+    from benchmarks.sections import template_cnn
+
+    stock = template_cnn().eval()
+    ours = create_model("keras_cnn", num_classes=10, in_channels=1, image_size=28).eval()
+    ours.load_state_dict(dict(zip(ours.state_dict(), stock.state_dict().values())))
+    x = torch.randn(5, 1, 28, 28)
+    torch.testing.assert_close(ours(x), stock(x))
