@@ -12,12 +12,14 @@ from omegaconf import OmegaConf
 
 from imgbench.cli import CONF_DIR, options
 from imgbench.config import validate
+from imgbench.errors import ConfigError
 from imgbench.report import load
 from imgbench.run import train
 
 from .conftest import SHARED_DATA, compose_cfg, needs_shared, run_cli, write_image_folder
 
 EXPERIMENTS = options("experiment")
+STUDIES = [e for e in EXPERIMENTS if e.startswith("study_")]  # the papers' tables; cifar10_fast has no paper
 
 
 def sweep_values(key: str, spec: str) -> list[str]:
@@ -55,7 +57,7 @@ def test_every_study_has_experiments():
     } <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", STUDIES)
 def test_experiment_rows_compose_and_name_a_reference(name, tmp_path):
     rows = experiment_rows(name)
     extra = ["data.root=x"] if name == "study_b" else []
@@ -98,8 +100,10 @@ def _fast(name: str, tmp_path: Path, cifar_dir: Path) -> list[str]:
         "data.eval_batch_size=64",
         "logger=csv",
     ]
-    if name.startswith(("study_d", "study_e_cifar")):
+    if name.startswith(("study_d", "study_e_cifar", "cifar10_fast")):
         overrides += [f"paths.data_dir={cifar_dir}", "data.val_size=20"]
+    if name == "cifar10_fast":
+        overrides.append("data.batch_size=16")  # 1024 with drop_last would leave no batch of 40 images
     if name == "study_a":
         overrides.append("data=mnist")
     if name == "study_b":
@@ -119,10 +123,20 @@ def _fast(name: str, tmp_path: Path, cifar_dir: Path) -> list[str]:
 @pytest.mark.parametrize("name", EXPERIMENTS)
 @needs_shared
 def test_experiment_runs_with_fast_dev_run(name, tmp_path, cifar_dir):
-    result = train(compose_cfg(_fast(name, tmp_path, cifar_dir), output_dir=tmp_path / "run"))
+    cfg = compose_cfg(_fast(name, tmp_path, cifar_dir), output_dir=tmp_path / "run")
+    result = train(cfg)
     assert result["status"] == "finished"
-    assert result["reference"] == compose_cfg([f"experiment={name}"]).report.reference
-    assert (tmp_path / "run" / "submission.csv").is_file() and (tmp_path / "run" / "predictions.png").is_file()
+    assert result["reference"] == OmegaConf.select(compose_cfg([f"experiment={name}"]), "report.reference")
+    if "submission" in cfg.callbacks:  # the studies' reports (cifar10_fast keeps to the essentials)
+        assert (tmp_path / "run" / "submission.csv").is_file() and (tmp_path / "run" / "predictions.png").is_file()
+
+
+def test_a_batch_larger_than_the_data_with_drop_last_is_one_line(tmp_path, cifar_dir):
+    cfg = compose_cfg(
+        ["experiment=cifar10_fast", f"paths.data_dir={cifar_dir}", "debug=fast_dev_run"], output_dir=tmp_path
+    )
+    with pytest.raises(ConfigError, match=r"leaves no training batch from 100 images; lower data\.batch_size"):
+        train(cfg)
 
 
 @needs_shared

@@ -127,7 +127,7 @@ def test_resume_latest_and_bad_resume_targets(tmp_path):
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_good_checkpoint(tmp_path):
     args = [
         "optimizer=sgd",
-        "optimizer.lr=3",
+        "optimizer.lr=1000",  # NaN after a few steps
         "data.train_size=2000",
         "callbacks.last_checkpoint.every_n_train_steps=1",
         "logger=csv",

@@ -292,6 +292,11 @@ class InMemoryDataModule(L.LightningDataModule):
         self._require_setup()
         data = self.splits[split]
         rank, world = self._world()
+        if train and self.drop_last and len(data.labels) < self.batch_size and not self.steps_per_epoch:
+            raise ConfigError(
+                f"data.drop_last=true with data.batch_size={self.batch_size} leaves no training batch from "
+                f"{len(data.labels)} images; lower data.batch_size or set data.drop_last=false"
+            )
         return TensorBatches(
             data.images,
             data.labels,
