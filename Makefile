@@ -32,9 +32,11 @@ $(VENV)/.installed: pyproject.toml
 train: install
 	$(PY) train.py $(ARGS)
 
+# the suite runs on 2 worker processes (pytest-xdist): most tests wait on subprocesses and imports
+TEST_WORKERS ?= 2
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -9,13 +9,16 @@ Trainer and the LightningModule are built; the resolved values are logged and wr
   EPYC, see benchmarks/results.md).
 - channels_last: off for models without 2-D convolutions; on for convolutional models on CUDA GPUs (cuDNN's NHWC
   kernels, above all in mixed precision); on a CPU, whichever layout trains faster in a few timed steps of a copy
-  of the model at start-up (on this project's AVX2 EPYC: the Keras CNN gains ~35% from channels-last, mostly its
+  of the model, decided once per machine, model and input and kept in ``<paths.cache_dir>/channels_last.json``,
+  so that later runs (and the processes of a DDP run) compute in the same layout and a seed gives the same
+  result every time (on this project's AVX2 EPYC: the Keras CNN gains ~35% from channels-last, mostly its
   max-pooling; ResNet-34 and AlexNet do not, see benchmarks/results.md).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 
 import torch
@@ -71,13 +74,19 @@ def resolve_channels_last(
     input_shape: tuple[int, ...] | None = None,
     batch_size: int = 32,
     accelerator: str | None = "auto",
+    processes: int = 1,
+    min_gain: float = 0.1,
+    cache_file: str | os.PathLike | None = None,
 ) -> bool:
     """``auto`` -> channels-last where it is faster; a bool is returned as is.
 
     Models without 2-D convolutions: off. On CUDA GPUs: on (cuDNN's NHWC kernels, above all in mixed precision).
-    On a CPU, given the input shape: the faster of the two layouts in a few timed training steps of a copy of
-    ``net`` (:func:`probe_channels_last`; pooling-heavy small CNNs gain a lot, conv-heavy ResNets may lose); without
-    the shape: on.
+    On a CPU, given the input shape: channels-last if it trains at least ``min_gain`` faster in a few timed steps
+    of a copy of ``net`` (:func:`probe_channels_last`; pooling-heavy small CNNs gain a lot, conv-heavy ResNets may
+    lose). The decision is kept in ``cache_file`` (JSON, keyed by machine, torch, threads, model and input) and
+    reused, so every later run of the same model computes alike. Runs of several CPU processes (DDP) never time
+    (each process would decide alone and the layouts must agree): the cached decision, else NCHW. Without the
+    shape: on.
     """
     if isinstance(value, bool):
         return value
@@ -87,14 +96,50 @@ def resolve_channels_last(
         return False
     if uses_cuda(accelerator) or input_shape is None:
         return True
-    faster, seconds = probe_channels_last(net, input_shape, batch_size)
-    log.info(
-        "channels_last=auto: %s (one training step: NCHW %.4f s, channels_last %.4f s)",
-        faster,
-        min(seconds[False]),
-        min(seconds[True]),
-    )
+    key = layout_key(net, input_shape, batch_size)
+    cache = _read_layouts(cache_file)
+    if key in cache:
+        log.info("channels_last=auto: %s (decided earlier on this machine, %s)", cache[key], cache_file)
+        return cache[key]
+    if processes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        log.info("channels_last=auto: False (%d CPU processes take one layout without timing)", processes)
+        return False
+    _, seconds = probe_channels_last(net, input_shape, batch_size)
+    nchw, nhwc = min(seconds[False]), min(seconds[True])
+    faster = nhwc < (1.0 - min_gain) * nchw
+    log.info("channels_last=auto: %s (one training step: NCHW %.4f s, channels_last %.4f s)", faster, nchw, nhwc)
+    if cache_file is not None:
+        try:
+            from .io import write_json
+
+            write_json(cache_file, {**_read_layouts(cache_file), key: faster})
+        except OSError as e:  # a read-only cache folder costs a timing per run, nothing else
+            log.warning("channels_last=auto: cannot keep the decision in %s (%s)", cache_file, e)
     return faster
+
+
+def layout_key(net: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> str:
+    """What the layout decision depends on: the machine, torch, threads, the model and its input."""
+    import hashlib
+    import platform
+
+    model = hashlib.sha1(repr(net).encode()).hexdigest()[:12]
+    shape = "x".join(str(int(d)) for d in input_shape)
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}|torch {torch.__version__}|{torch.get_num_threads()} threads|{model}|{shape}|batch {batch_size}"
+
+
+def _read_layouts(cache_file: str | os.PathLike | None) -> dict[str, bool]:
+    if cache_file is None:
+        return {}
+    import json
+
+    try:
+        with open(cache_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, bool)} if isinstance(data, dict) else {}
 
 
 def probe_channels_last(

@@ -44,10 +44,18 @@ def build_net(cfg: DictConfig, dm: InMemoryDataModule) -> torch.nn.Module:
 
 
 def build_module(
-    cfg: DictConfig, net: torch.nn.Module, num_classes: int, input_shape: tuple[int, ...] | None = None
+    cfg: DictConfig,
+    net: torch.nn.Module,
+    num_classes: int,
+    input_shape: tuple[int, ...] | None = None,
+    processes: int = 1,
+    saved_layout: bool | None = None,
 ) -> ImageClassifier:
-    """The LightningModule for ``net`` with the optimizer and scheduler of ``cfg``. ``input_shape`` (C, H, W) lets
-    ``module.channels_last=auto`` time both layouts on this machine (imgbench.hardware)."""
+    """The LightningModule for ``net`` with the optimizer and scheduler of ``cfg``.
+
+    ``module.channels_last=auto`` becomes ``saved_layout`` when continuing from a checkpoint (its run's choice, so a
+    resumed or evaluated run computes exactly as the original); otherwise imgbench.hardware decides, timing both
+    layouts on a CPU for ``input_shape`` (C, H, W) in single-process runs."""
     optimizer = instantiate(cfg.optimizer)
     scheduler, interval, frequency = None, "epoch", 1
     if cfg.get("scheduler") is not None:
@@ -58,13 +66,17 @@ def build_module(
         scheduler = instantiate(sched)
     module_cfg = to_plain(cfg.get("module") or {})
     hash_cfg = module_cfg.pop("hash", None) or {}
-    if module_cfg.get("channels_last") == "auto":
+    if module_cfg.get("channels_last") == "auto" and saved_layout is not None:
+        module_cfg["channels_last"] = saved_layout
+    elif module_cfg.get("channels_last") == "auto":
         module_cfg["channels_last"] = resolve_channels_last(
             "auto",
             net,
             input_shape=input_shape,
             batch_size=int(OmegaConf.select(cfg, "data.batch_size") or 32),
             accelerator=OmegaConf.select(cfg, "trainer.accelerator"),
+            processes=processes,
+            cache_file=_layout_cache(cfg),
         )
     cls, extra = (HashClassifier, hash_cfg) if has_hash_codes(net) else (ImageClassifier, {})
     return cls(
@@ -78,6 +90,11 @@ def build_module(
         **extra,
         **module_cfg,
     )
+
+
+def _layout_cache(cfg: DictConfig) -> Path | None:
+    cache_dir = OmegaConf.select(cfg, "paths.cache_dir", default=None, throw_on_missing=False)
+    return Path(str(cache_dir)) / "channels_last.json" if cache_dir else None
 
 
 def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer:
@@ -172,13 +189,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = output_dir(cfg)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
-    module = build_module(cfg, net, dm.num_classes, input_shape=dm.image_shape)
-    module.run_config = run_config(cfg)
-    if isinstance(module.run_config.get("module"), dict):  # eval.py rebuilds the layout that was chosen
-        module.run_config["module"]["channels_last"] = module.memory_format == torch.channels_last
     has_val = "val" in dm.splits
     trainer = build_trainer(cfg, has_val)
     processes = world_size(trainer)
+    ckpt_path, ckpt = start_checkpoint(cfg)
+    module = build_module(
+        cfg, net, dm.num_classes, dm.image_shape, processes=processes, saved_layout=saved_channels_last(ckpt)
+    )
+    if ckpt is not None:
+        check_fits(ckpt, module, ckpt_path)
+    module.run_config = run_config(cfg)
+    if isinstance(module.run_config.get("module"), dict):  # resumes and eval.py rebuild the layout that was chosen
+        module.run_config["module"]["channels_last"] = module.memory_format == torch.channels_last
     per_process = dm.per_process_batch_size(processes)  # one line now if the batch does not split
     if processes > 1 and cfg.trainer.get("sync_batchnorm") and trainer.strategy.root_device.type == "cpu":
         raise ConfigError("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm); set it to false on CPUs")
@@ -190,7 +212,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             per_process,
         )
 
-    ckpt_path = start_checkpoint(cfg, module)
     fit_seconds = 0.0
     if cfg.get("train", True):
         t0 = time.perf_counter()
@@ -257,20 +278,25 @@ def log_hparams(trainer: L.Trainer, result: dict[str, Any]) -> None:
             logger.finalize("success")
 
 
-def start_checkpoint(cfg: DictConfig, module: ImageClassifier) -> str | None:
-    """The checkpoint ``fit`` continues from: ``resume=<run dir>``'s last.ckpt, or ``ckpt_path``; checked first."""
+def start_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint ``fit`` continues from (``resume=<run dir>``'s last.ckpt, or ``ckpt_path``), read."""
     path = cfg.get("ckpt_path")
     if cfg.get("resume"):
         last = Path(cfg.resume) / "checkpoints" / LastCheckpoint.FILE
         if not last.is_file():
             log.info("resume: %s has no checkpoint yet, training from the start in that directory", cfg.resume)
-            return None
+            return None, None
         path = str(last)
         log.info("resuming from %s", path)
     if path is None:
-        return None
-    check_fits(read_checkpoint(path), module, path)
-    return str(path)
+        return None, None
+    return str(path), read_checkpoint(path)
+
+
+def saved_channels_last(ckpt: dict[str, Any] | None) -> bool | None:
+    """The memory layout the checkpoint's run trained in (``None``: not recorded)."""
+    value = (((ckpt or {}).get(CONFIG_KEY) or {}).get("config") or {}).get("module", {}).get("channels_last")
+    return value if isinstance(value, bool) else None
 
 
 def _last_checkpoint(trainer: L.Trainer) -> str | None:
@@ -313,7 +339,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
-    module = build_module(cfg, net, dm.num_classes, input_shape=dm.image_shape)
+    module = build_module(cfg, net, dm.num_classes, dm.image_shape, saved_layout=saved_channels_last(ckpt))
     check_fits(ckpt, module, ckpt_path)
     module.load_state_dict(ckpt["state_dict"])
     trainer = build_trainer(cfg, has_val=False, enable_checkpointing=False)

@@ -4,6 +4,7 @@ retrieval metrics against the benchmark's direct implementation. (The benchmarks
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -151,6 +152,19 @@ def test_auto_settings_reach_the_trainer_and_module(train_cfg, tmp_path, monkeyp
     module = build_module(cfg, net, dm.num_classes, input_shape=dm.image_shape)
     assert module.memory_format == torch.channels_last
     assert str(build_trainer(cfg, has_val=False).precision) == "32-true"
+    # the decision is kept per machine and model: later runs and DDP processes reuse it without timing
+    assert list(json.loads((tmp_path / "cache" / "channels_last.json").read_text()).values()) == [True]
+    monkeypatch.setattr(hardware, "probe_channels_last", lambda *a, **k: (False, {False: [0.5], True: [1.0]}))
+    assert build_module(cfg, net, dm.num_classes, dm.image_shape).memory_format == torch.channels_last
+    assert build_module(cfg, net, dm.num_classes, dm.image_shape, processes=2).memory_format == torch.channels_last
+    # a resumed or evaluated run computes in its checkpoint's layout
+    saved = build_module(cfg, net, dm.num_classes, dm.image_shape, saved_layout=False)
+    assert saved.memory_format == torch.contiguous_format
+    # without a decision on record DDP processes never time (they must agree); 5% faster is noise, not a reason
+    shape = dm.image_shape
+    assert not hardware.resolve_channels_last("auto", net, shape, processes=2, cache_file=tmp_path / "none.json")
+    monkeypatch.setattr(hardware, "probe_channels_last", lambda *a, **k: (True, {False: [1.0], True: [0.95]}))
+    assert not hardware.resolve_channels_last("auto", net, shape, cache_file=tmp_path / "new.json")
     bad = train_cfg("module.channels_last=maybe")
     with pytest.raises(ConfigError, match="channels_last"):
         validate(bad)

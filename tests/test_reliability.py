@@ -37,6 +37,7 @@ RESUMABLE = [
     "logger=csv",
     "~callbacks.progress_bar",
     "~callbacks.model_summary",
+    "module.channels_last=false",  # one layout for every run here, whatever the machine decided for auto
 ]
 
 

@@ -195,13 +195,20 @@ class ImageClassifier(L.LightningModule):
         self.test_loss.reset()
         self.log_dict(values)
 
-    def setup(self, stage: str) -> None:
+    def _sum_losses_in_float64(self, metric: MeanMetric) -> None:
         # The evaluation losses are sums of per-image float32 losses: summed in float64 (then rounded to float32),
         # the rounding of the sum stays far below float32 precision, whatever the batch sizes or number of processes,
         # and a 2-process test reproduces a 1-process evaluation exactly. MPS has no float64: float32 there.
+        # Set at the start of each loop: moving the module to its device (DDP does, after `setup`) resets the dtype
+        # torchmetrics casts the updates to.
         if self.trainer.strategy.root_device.type != "mps":
-            self.val_loss.set_dtype(torch.float64)
-            self.test_loss.set_dtype(torch.float64)
+            metric.set_dtype(torch.float64)
+
+    def on_validation_start(self) -> None:
+        self._sum_losses_in_float64(self.val_loss)
+
+    def on_test_start(self) -> None:
+        self._sum_losses_in_float64(self.test_loss)
 
     def on_fit_start(self) -> None:
         for logger in self.loggers:
