@@ -35,6 +35,8 @@ class Sizes:
     scaling_sizes: tuple[int, ...] = (10000, 30000, 60000)
     scaling_batches: tuple[int, ...] = (64, 128, 256)
     scaling_batch_images: int = 10000
+    recipe_epochs: int = 16  # experiment=cifar10_fast on cifar10_jpeg: the recipe's 16 epochs
+    recipe_train_size: int | None = None  # None: all 50,000 training images
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -51,6 +53,8 @@ class Sizes:
             scaling_sizes=(2000, 6000, 12000),
             scaling_batches=(64, 128, 256),
             scaling_batch_images=4000,
+            recipe_epochs=1,
+            recipe_train_size=2048,
         )
 
 
@@ -573,10 +577,57 @@ def scaling(sizes: Sizes) -> list[Figure]:
     return figures
 
 
+# ---------------------------------------------------------------------------- 6. the fast CIFAR-10 recipe
+
+
+def recipe(sizes: Sizes) -> list[Figure]:
+    """``experiment=cifar10_fast data=cifar10_jpeg`` as a user runs it: test accuracy and training minutes here."""
+    from imgbench.run import train
+
+    overrides = ["experiment=cifar10_fast", "data=cifar10_jpeg", f"trainer.max_epochs={sizes.recipe_epochs}"]
+    if sizes.recipe_train_size:
+        overrides.append(f"data.train_size={sizes.recipe_train_size}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # as a user runs it, not the timing sections' single thread
+    try:
+        start = time.perf_counter()
+        result = train(compose([*overrides, "logger=tensorboard"]))
+        wall = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    fig = Figure(
+        "recipe",
+        "experiment=cifar10_fast on cifar10_jpeg",
+        "python train.py " + " ".join(overrides),
+        "",
+        "s",
+        note="one run: the accuracy it reaches and the time it takes here (no baseline)",
+    )
+    fig.a = [float(result["train_seconds"])]
+    fig.b = [float(result["train_seconds"])]
+    fig.loads.append(load())
+    fig.extra.update(
+        {
+            "test_acc": result["metrics"]["test/acc"],
+            "train_seconds": result["train_seconds"],
+            "wall_seconds": wall,
+            "images_per_sec": result.get("train_images_per_sec"),
+            "epochs": sizes.recipe_epochs,
+            "train_size": result.get("splits", {}).get("train"),
+            "precision": result.get("precision"),
+            "channels_last": result.get("channels_last"),
+            "command": fig.a_label,
+            "threads": os.cpu_count() or 1,
+        }
+    )
+    return [fig]
+
+
 SECTIONS = {
     "overhead": overhead,
     "datapath": datapath,
     "retrieval": retrieval,
     "precision": precision,
     "scaling": scaling,
+    "recipe": recipe,
 }

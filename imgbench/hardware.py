@@ -10,9 +10,9 @@ Trainer and the LightningModule are built; the resolved values are logged and wr
 - channels_last: off for models without 2-D convolutions; on for convolutional models on CUDA GPUs (cuDNN's NHWC
   kernels, above all in mixed precision); on a CPU, whichever layout trains faster in a few timed steps of a copy
   of the model, decided once per machine, model and input and kept in ``<paths.cache_dir>/channels_last.json``,
-  so that later runs (and the processes of a DDP run) compute in the same layout and a seed gives the same
-  result every time (on this project's AVX2 EPYC: the Keras CNN gains ~35% from channels-last, mostly its
-  max-pooling; ResNet-34 and AlexNet do not, see benchmarks/results.md).
+  so that later runs compute in the same layout and a seed gives the same result every time; DDP processes on
+  CPUs always take NCHW (they must agree). On this project's AVX2 EPYC the Keras CNN gains ~35% from
+  channels-last, mostly its max-pooling; ResNet-34 and AlexNet do not (benchmarks/results.md).
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def resolve_channels_last(
     On a CPU, given the input shape: channels-last if it trains at least ``min_gain`` faster in a few timed steps
     of a copy of ``net`` (:func:`probe_channels_last`; pooling-heavy small CNNs gain a lot, conv-heavy ResNets may
     lose). The decision is kept in ``cache_file`` (JSON, keyed by machine, torch, threads, model and input) and
-    reused, so every later run of the same model computes alike. Runs of several CPU processes (DDP) never time
-    (each process would decide alone and the layouts must agree): the cached decision, else NCHW. Without the
-    shape: on.
+    reused, so every later run of the same model computes alike. Runs of several CPU processes (DDP) take NCHW
+    without timing: every process must take the same layout, whatever launched it and however many threads it
+    has. Without the shape: on.
     """
     if isinstance(value, bool):
         return value
@@ -96,14 +96,14 @@ def resolve_channels_last(
         return False
     if uses_cuda(accelerator) or input_shape is None:
         return True
+    if processes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        log.info("channels_last=auto: False (%d CPU processes take one layout without timing)", processes)
+        return False
     key = layout_key(net, input_shape, batch_size)
     cache = _read_layouts(cache_file)
     if key in cache:
         log.info("channels_last=auto: %s (decided earlier on this machine, %s)", cache[key], cache_file)
         return cache[key]
-    if processes > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        log.info("channels_last=auto: False (%d CPU processes take one layout without timing)", processes)
-        return False
     _, seconds = probe_channels_last(net, input_shape, batch_size)
     nchw, nhwc = min(seconds[False]), min(seconds[True])
     faster = nhwc < (1.0 - min_gain) * nchw
