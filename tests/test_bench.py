@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -16,6 +17,7 @@ import torchvision.transforms.functional as TF
 from torch import nn
 
 from imgbench import hardware
+from imgbench.callbacks import EMA
 from imgbench.data.augment import AugmentConfig, BatchTransform
 from imgbench.errors import ConfigError
 from imgbench.models import create_model
@@ -365,3 +367,55 @@ def test_the_end_to_end_baseline_uses_the_same_cnn():
     ours.load_state_dict(dict(zip(ours.state_dict(), stock.state_dict().values())))
     x = torch.randn(5, 1, 28, 28)
     torch.testing.assert_close(ours(x), stock(x))
+
+
+class _Tiny(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 2)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def _fit_tiny(epochs: int, ema: EMA, tmp_path) -> tuple[dict, dict, dict]:
+    """Train a tiny model with ``ema``; the initial, final and checkpointed weights."""
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+    module = _Tiny()
+    initial = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        callbacks=[ema],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
+    trainer.save_checkpoint(tmp_path / "x.ckpt")
+    saved = torch.load(tmp_path / "x.ckpt", weights_only=True)["state_dict"]
+    return initial, module.state_dict(), saved
+
+
+def test_ema_starts_at_a_fraction_of_the_run(tmp_path):
+    ema = EMA(decay=0.5, start_fraction=0.5)
+    _, final, saved = _fit_tiny(4, ema, tmp_path)  # 4 epochs of 4 steps
+    assert ema.update_starting_at_step == 8 and int(ema._average_model.n_averaged) == 8  # the second half's steps
+    assert torch.equal(final["net.weight"], saved["net.weight"])  # the average: used at the end and saved
+    with pytest.raises(ValueError, match="start_fraction"):
+        EMA(start_fraction=1.5)
+
+
+def test_ema_that_has_not_started_keeps_the_trained_weights(tmp_path):
+    """Lightning's callback would hand back (and save) its empty average: the initial weights."""
+    ema = EMA(decay=0.5, update_starting_at_step=100)
+    initial, final, saved = _fit_tiny(1, ema, tmp_path)
+    assert not ema.started()
+    assert not torch.equal(final["net.weight"], initial["net.weight"])
+    assert torch.equal(saved["net.weight"], final["net.weight"])

@@ -9,6 +9,7 @@ images tab when a TensorBoardLogger is configured.
 from .base import ReportCallback
 from .checkpoint import LastCheckpoint
 from .curves import MetricCurves
+from .ema import EMA
 from .interrupt import GracefulInterrupt, TrainingInterrupted
 from .plots import draw_confusion_matrix, draw_curves, draw_prediction_grid
 from .predictions import (
@@ -22,6 +23,7 @@ from .predictions import (
 from .whitening import PatchWhitening
 
 __all__ = [
+    "EMA",
     "ConfusionMatrixReport",
     "GracefulInterrupt",
     "LastCheckpoint",
