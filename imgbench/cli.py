@@ -225,8 +225,17 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
         cfg = compose_checked(config_name, first)
         sweep_params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
         for key, spec in sweep_params.items():
-            if key in GROUPS and isinstance(spec, str) and not spec.strip().startswith(("interval", "range", "tag")):
-                _check_group_values(key, [v.strip() for v in spec.split(",")])
+            if key not in GROUPS or not isinstance(spec, str) or spec.strip().startswith(("interval", "range", "tag")):
+                continue
+            spec = spec.strip()
+            if spec.startswith("glob("):  # glob(pattern) over the group's options: it must match one at least
+                from fnmatch import fnmatch
+
+                pattern = spec[5:-1].strip()
+                if not any(fnmatch(option, pattern) for option in options(key)):
+                    raise ConfigError(f"hydra.sweeper.params.{key}={spec} matches no file in conf/{key}/")
+                continue
+            _check_group_values(key, [v.strip() for v in spec.split(",")])
         job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         validator(job, config_name)
         run_dir = next((a.split("=", 1)[1] for a in args if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))), None)

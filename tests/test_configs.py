@@ -90,6 +90,13 @@ def test_a_good_command_line_passes(capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_passes_the_pre_flight_check(capsys, name):
+    """`python train.py experiment=<name>` as the README shows it (glob() sweeps included) gets past the check."""
+    precheck("train", [f"experiment={name}", "data.root=x"] if name == "study_b" else [f"experiment={name}"], validate)
+    assert capsys.readouterr().err == ""
+
+
 def test_misspelt_key_in_a_config_file_is_caught(tmp_path):
     cfg = compose_cfg([], output_dir=tmp_path)
     with open_dict(cfg):
