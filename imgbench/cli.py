@@ -112,6 +112,14 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_")) if folder.is_dir() else []
 
 
+def glob_options(group: str, spec: str) -> list[str]:
+    """The options of ``group`` that a sweeper's ``glob(pattern)`` selects."""
+    from fnmatch import fnmatch
+
+    pattern = spec.strip()[5:-1].strip()
+    return [option for option in options(group) if fnmatch(option, pattern)]
+
+
 def _check_group_values(group: str, values: Sequence[str]) -> None:
     for value in values:
         if value in ("null", "None") or value is None:
@@ -229,10 +237,7 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
                 continue
             spec = spec.strip()
             if spec.startswith("glob("):  # glob(pattern) over the group's options: it must match one at least
-                from fnmatch import fnmatch
-
-                pattern = spec[5:-1].strip()
-                if not any(fnmatch(option, pattern) for option in options(key)):
+                if not glob_options(key, spec):
                     raise ConfigError(f"hydra.sweeper.params.{key}={spec} matches no file in conf/{key}/")
                 continue
             _check_group_values(key, [v.strip() for v in spec.split(",")])

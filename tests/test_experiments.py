@@ -3,14 +3,13 @@ can match."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from imgbench.cli import CONF_DIR, options
+from imgbench.cli import CONF_DIR, glob_options, options
 from imgbench.config import validate
 from imgbench.errors import ConfigError
 from imgbench.report import load
@@ -26,8 +25,7 @@ def sweep_values(key: str, spec: str) -> list[str]:
     """The values of one sweeper param: a,b,c | glob(pattern) over a group | range(a,b)."""
     spec = str(spec).strip()
     if spec.startswith("glob("):
-        pattern = spec[5:-1]
-        return [o for o in options(key) if fnmatch.fnmatch(o, pattern)]
+        return glob_options(key, spec)
     if spec.startswith("range("):
         return [str(i) for i in range(*[int(v) for v in spec[6:-1].split(",")])]
     return [v.strip() for v in spec.split(",")]
