@@ -113,6 +113,59 @@ def test_single_conv_keras_init_and_activation_everywhere():
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
 
 
+def _written_order(model: nn.Module) -> nn.Module:
+    """A copy with every (max pool, activation) pair put back in the written order, activation first."""
+    import copy
+
+    written = copy.deepcopy(model)
+    swapped = 0
+    for seq in written.modules():
+        if isinstance(seq, nn.Sequential):
+            layers = list(seq)
+            for i in range(len(layers) - 1):
+                if isinstance(layers[i], nn.MaxPool2d) and isinstance(layers[i + 1], nn.ReLU | nn.LeakyReLU):
+                    seq[i], seq[i + 1] = layers[i + 1], layers[i]
+                    swapped += 1
+    assert swapped > 0, "the model pools before none of its activations"
+    return written
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "in_channels", "size"),
+    [
+        ("keras_cnn", {}, 1, 28),
+        ("keras_cnn", {}, 3, 32),
+        ("single_conv", {"conv_layers": 2}, 1, 28),
+        ("lenet5", {"activation": "leaky_relu"}, 3, 32),
+        ("cifar_cnn", {}, 1, 28),
+    ],
+)
+def test_pooling_before_relu_gives_the_same_outputs_and_gradients(name, kwargs, in_channels, size):
+    """act_pool runs ReLU / Leaky ReLU after the max pooling: exactly the function and gradients of the
+    written order (activation, then pooling); the parameter names are unchanged."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=in_channels, image_size=size, **kwargs).eval()
+    written = _written_order(model).eval()
+    assert list(written.state_dict()) == list(model.state_dict())
+    x = torch.randn(6, in_channels, size, size)
+    x[:, :, :4] = 0  # flat regions: ties inside pooling windows
+    outs, grads = [], []
+    for net in (model, written):
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        out.square().sum().backward()
+        outs.append(out)
+        grads.append([xi.grad, *(p.grad for p in net.parameters())])
+    assert torch.equal(outs[0], outs[1])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_other_activations_keep_the_written_order():
+    model = create_model("lenet5", activation="swish")
+    kinds = [type(m) for m in model.features]
+    assert kinds.index(nn.SiLU) < kinds.index(nn.MaxPool2d)
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [

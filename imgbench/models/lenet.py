@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .layers import act_pool, pair
 from .layers import activation as make_activation
-from .layers import pair
 from .registry import register_model
 
 __all__ = ["CifarCNN", "LeNet5", "cifar_cnn", "lenet5"]
@@ -42,11 +42,9 @@ class LeNet5(nn.Module):
             raise ValueError(f"image_size {image_size} is too small for lenet5 (needs at least 16x16)")
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, 5),
-            make_activation(act),
-            nn.MaxPool2d(2),
+            *act_pool(make_activation(act)),  # relu and leaky_relu after the pooling: see act_pool
             nn.Conv2d(6, 16, 5),
-            make_activation(act),
-            nn.MaxPool2d(2),
+            *act_pool(make_activation(act)),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -81,7 +79,7 @@ class CifarCNN(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for width in widths:
-            layers += [nn.Conv2d(c, width, 3, padding=1), make_activation(act), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(c, width, 3, padding=1), *act_pool(make_activation(act))]
             c = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
