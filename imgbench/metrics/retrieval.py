@@ -1,15 +1,10 @@
 """Hamming-ranking retrieval metrics and Hamming kNN classification for binary codes.
 
-Codes are packed into 64-bit words (bit ``i`` of a code is bit ``i % 64`` of word ``i // 64``) and Hamming
-distances are integer popcounts of ``query XOR database`` (numpy's hardware ``bitwise_count`` where numpy
-has it, a SWAR bit trick otherwise), computed for one chunk of queries at a time so that memory stays
-bounded (``chunk_elements`` distances per chunk), on all cores (``workers`` threads; numpy releases the GIL).
-
-The whole-ranking metrics need no sort of the database: distances are small integers, so each query's
-distances become one bitset per distance level; the number of items at each distance (popcounts) and a prefix
-popcount give every relevant item's place in the ranking exactly (ties by database index included), and only
-the relevant items (one class) are sorted. AP, AP@K and precision@k follow from those places, precision within
-the radius from the per-distance counts, and kNN from the few items at the nearest distances.
+Codes are packed into 64-bit words (bit ``i`` of a code is bit ``i % 64`` of word ``i // 64``); a Hamming
+distance is the popcount of ``query XOR database``. The metrics need no sort of the database: distances are
+small integers, so the ranking is a counting sort, and two compiled passes over the database per query give
+every relevant item's place in it exactly, ties by database index included (:mod:`._ranking`, numba). Chunks of
+queries run on all cores (``workers`` threads; the compiled code releases the GIL).
 
 Protocol (DLBHC, Lin et al. 2015; every definition here is what the tests check against plain loops):
 
@@ -140,7 +135,8 @@ def query_metrics(
     ``precision_r<r>``, ``knn_correct``) and ``knn_pred``, the kNN label of every query.
 
     Codes are unpacked ``(N, bits)`` arrays of 0/1 or bool (e.g. from :func:`binarize`); labels are integers.
-    ``chunk_elements`` bounds the query x database pairs handled at once (memory), ``workers`` the threads.
+    ``chunk_elements`` is the query x database pairs of one task for the ``workers`` threads (memory stays
+    ``O(database)`` per thread whatever it is).
     """
     q_codes, d_codes = _numpy(query_codes), _numpy(database_codes)
     q_labels, d_labels = _numpy(query_labels).reshape(-1), _numpy(database_labels).reshape(-1)
@@ -148,7 +144,9 @@ def query_metrics(
         raise ValueError(f"codes must be (items, bits) with equal bits, got {q_codes.shape} and {d_codes.shape}")
     if len(q_labels) != len(q_codes) or len(d_labels) != len(d_codes):
         raise ValueError("every code needs one label")
-    n_db = len(d_codes)
+    n_db, nbits = d_codes.shape
+    if nbits > 65535:
+        raise ValueError(f"codes of at most 65,535 bits are supported, got {nbits}")
     ks = sorted({int(k) for k in precision_ks})
     if n_db == 0 or len(q_codes) == 0:
         raise ValueError("retrieval needs at least one query and one database item")
@@ -161,188 +159,45 @@ def query_metrics(
     classes, inverse = np.unique(np.concatenate([q_labels, d_labels]), return_inverse=True)
     inverse = inverse.astype(np.int64)
     q_lab, d_lab = inverse[: len(q_labels)], inverse[len(q_labels) :]
-    db = _BitSlicedDatabase(d_codes, d_lab, len(classes))
-    # queries sorted by label, so that a chunk holds few classes (the relevant items are one class's items)
-    by_label = np.argsort(q_lab, kind="stable")
-    q_bits = np.asarray(q_codes, dtype=bool)[by_label] if q_codes.dtype == np.bool_ else q_codes[by_label] != 0
-    q_lab_sorted = q_lab[by_label]
+    q_words = pack_codes(q_codes != 0)
+    members = np.argsort(d_lab, kind="stable")  # the database class by class, ascending index within a class
+    database = (
+        np.ascontiguousarray(pack_codes(d_codes != 0).T),  # (words, items)
+        d_lab,
+        members,
+        np.searchsorted(d_lab[members], np.arange(len(classes) + 1)).astype(np.int64),  # each class's start
+    )
+    n_q = len(q_words)
+    out = {
+        "ap": np.zeros(n_q),
+        "ap@K": np.zeros(n_q),
+        "precision": np.zeros((n_q, len(ks))),
+        "precision_r": np.zeros(n_q),
+        "knn_pred": np.zeros(n_q, dtype=np.int64),
+    }
+    settings = (nbits, len(classes), min(map_cutoff, n_db), np.asarray(ks, dtype=np.int64), radius, knn_k)
+    chunk = max(1, min(n_q, chunk_elements // n_db))
 
-    settings = (min(map_cutoff, n_db), ks, radius, knn_k)
-    chunk = max(1, min(len(q_bits), chunk_elements // n_db))
-    starts = range(0, len(q_bits), chunk)
+    def run(s: int) -> None:
+        part = slice(s, s + chunk)
+        rank_queries(q_words[part], q_lab[part], *database, *settings, *(v[part] for v in out.values()))
 
-    def run(s: int) -> dict[str, np.ndarray]:
-        return _chunk_metrics(q_bits[s : s + chunk], q_lab_sorted[s : s + chunk], db, *settings)
+    from ._ranking import rank_queries  # numba: imported (and compiled, once) on first use
 
+    starts = range(0, n_q, chunk)
     workers = workers or max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
     if workers > 1 and len(starts) > 1:
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(run, starts))
+            list(pool.map(run, starts))
     else:
-        parts = [run(s) for s in starts]
-    unsort = np.empty_like(by_label)
-    unsort[by_label] = np.arange(len(by_label))
-    out = {key: np.concatenate([p[key] for p in parts])[unsort] for key in parts[0]}
-    out["knn_pred"] = classes[out["knn_pred"]]
-    return out
-
-
-_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _bitset(mask: np.ndarray, words: int) -> np.ndarray:
-    """Bool ``(..., n)`` -> uint64 ``(..., words)``: item ``j`` is bit ``j % 64`` of word ``j // 64``."""
-    padded = np.zeros((*mask.shape[:-1], words * 64), dtype=bool)
-    padded[..., : mask.shape[-1]] = mask
-    packed = np.packbits(padded, axis=-1, bitorder="little")
-    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
-
-
-def _packed(values: np.ndarray) -> np.ndarray:
-    """``(Q, words * 64)`` values -> ``(Q, words)`` uint64 bitsets of the nonzero ones."""
-    packed = np.packbits(values, axis=-1, bitorder="little")
-    return packed.view("<u8").astype(np.uint64, copy=False)
-
-
-class _BitSlicedDatabase:
-    """The database for sort-free ranking: packed codes, and each class's items (a query's relevant set) with
-    their word and bit positions in bitsets over the database."""
-
-    def __init__(self, codes: np.ndarray, labels: np.ndarray, n_classes: int) -> None:
-        self.n, self.nbits = codes.shape
-        self.words = -(-self.n // 64)
-        bits = np.asarray(codes) != 0
-        self.valid = _bitset(np.ones((1, self.n), dtype=bool), self.words)[0]  # padding items are never ranked
-        self.labels = labels
-        self.n_classes = n_classes
-        self.members = [np.flatnonzero(labels == c) for c in range(n_classes)]  # ascending database index
-        self.member_words = [m >> 6 for m in self.members]
-        # bits 0..j % 64 of item j's word: the item and those before it in its word
-        self.member_upto = [_ONES >> (np.uint64(63) - (m & 63).astype(np.uint64)) for m in self.members]
-        self.codes = pack_codes(bits)  # (n, code words), for the few distances needed item by item
-
-
-def _chunk_metrics(
-    q_bits: np.ndarray,
-    q_lab: np.ndarray,
-    db: _BitSlicedDatabase,
-    cutoff: int,
-    ks: list[int],
-    radius: int,
-    knn_k: int,
-) -> dict[str, np.ndarray]:
-    """Every metric for a chunk of queries without sorting the database.
-
-    The distances are split into one bitset per distance level (64 items per word). Per level, popcounts give
-    how many items lie at each distance; a relevant item's place in the ranking (distance, then database index)
-    is the number of items at smaller distances plus the number at its own distance up to its index: a prefix
-    popcount. Only the relevant items (one class, a fraction of the database) are sorted, which gives each one's
-    count of relevant items up to it.
-    """
-    n_q = len(q_bits)
-    nbits, words = db.nbits, db.words
-    n_levels = nbits + 1
-    q_words = pack_codes(q_bits)
-    dist = np.zeros((n_q, words * 64), dtype=np.uint8 if nbits < 256 else np.uint16)  # padding items: masked
-    dist[:, : db.n] = _distances(q_words, db.codes, nbits)
-    # one bitset per distance 0..nbits, (Q, levels, words): bit planes of the distances, then a decoder tree
-    planes = [_packed(dist & (1 << b)) for b in range(nbits.bit_length())]
-    levels = np.empty((n_q, n_levels, words), dtype=np.uint64)
-    _decode(planes, len(planes) - 1, np.broadcast_to(db.valid, (n_q, words)), 0, nbits, levels)
-    per_word = popcount(levels)  # (Q, levels, words) uint8
-    count = per_word.sum(-1, dtype=np.int64)  # items at each distance
-    below = np.cumsum(count, axis=1) - count  # items at smaller distances
-    before = _exclusive_scan(per_word).reshape(-1)  # same distance, earlier words: (words, Q, levels)
-    flat_levels = levels.reshape(-1)
-
-    ap = np.zeros(n_q)
-    ap_cut = np.zeros(n_q)
-    within_rel = np.zeros(n_q)
-    precision = {k: np.zeros(n_q) for k in ks}
-    r = min(radius, nbits)
-    for c in np.unique(q_lab):
-        rows = np.flatnonzero(q_lab == c)
-        items = db.members[c]
-        if len(items) == 0:
-            continue  # AP 0, precision 0: nothing relevant in the database
-        rel_dist = np.take(dist[rows], items, axis=1)  # (rows, relevant items)
-        within_rel[rows] = np.count_nonzero(rel_dist <= r, axis=1)
-        # the relevant items in ranking order: the n-th of them has n relevant items up to it
-        order = np.argsort(rel_dist, axis=1, kind="stable")
-        d = np.take_along_axis(rel_dist, order, axis=1).astype(np.int64)
-        w = db.member_words[c][order]
-        level_row = rows[:, None] * n_levels + d  # index into (Q, levels)
-        same = np.take(before, w * (n_q * n_levels) + level_row)  # at its distance, in earlier words
-        same += popcount(np.take(flat_levels, level_row * words + w) & db.member_upto[c][order])  # its word
-        position = np.take(below, level_row) + same  # 1-based place in the ranking, increasing
-        prec_at = np.arange(1, len(items) + 1) / position
-        ap[rows] = prec_at.sum(1) / len(items)
-        top = position <= cutoff
-        ap_cut[rows] = np.where(top, prec_at, 0.0).sum(1) / np.maximum(top.sum(1), 1)
-        for k in ks:
-            precision[k][rows] = np.count_nonzero(position <= k, axis=1) / k
-    out = {"ap": ap, f"ap@{cutoff}": ap_cut}
-    out.update({f"precision@{k}": precision[k] for k in ks})
-
-    # precision within the Hamming radius: the per-distance counts and the relevant items' distances
-    within = below[:, r] + count[:, r]
-    out[f"precision_r{radius}"] = np.where(within > 0, within_rel / np.maximum(within, 1), 0.0)
-
-    pred = _knn(levels, below + count, q_words, db, knn_k)
-    out["knn_pred"] = pred
-    out["knn_correct"] = (pred == q_lab).astype(np.float64)
-    return out
-
-
-def _exclusive_scan(per_word: np.ndarray) -> np.ndarray:
-    """``(Q, levels, words)`` counts -> exclusive prefix sums over the words, laid out ``(words, Q, levels)``.
-
-    One whole-row add per word (``np.cumsum`` along the last axis runs an element loop, 5x slower here)."""
-    n = per_word.shape[-1]
-    dtype = np.uint16 if n * 64 < 1 << 16 else np.uint32
-    counts = np.ascontiguousarray(np.moveaxis(per_word, -1, 0))
-    out = np.empty(counts.shape, dtype=dtype)
-    out[0] = 0
-    for w in range(1, n):
-        np.add(out[w - 1], counts[w - 1], out=out[w])
-    return out
-
-
-def _decode(planes: list[np.ndarray], b: int, mask: np.ndarray, value: int, nbits: int, out: np.ndarray) -> None:
-    """Split ``mask`` by the distance bit planes ``b``, ``b - 1``, ..., 0 into one bitset per distance value."""
-    if b < 0:
-        out[:, value] = mask
-        return
-    high = value | (1 << b)
-    if high <= nbits:  # no distance exceeds the code length
-        _decode(planes, b - 1, mask & planes[b], high, nbits, out)
-    _decode(planes, b - 1, mask & ~planes[b], value, nbits, out)
-
-
-def _knn(levels: np.ndarray, upto: np.ndarray, q_words: np.ndarray, db: _BitSlicedDatabase, knn_k: int) -> np.ndarray:
-    """Hamming kNN vote: most votes, then the class whose best-ranked item comes first."""
-    n_q = len(levels)
-    last = np.argmax(upto >= knn_k, axis=1)  # the distance that completes the k nearest
-    near = levels[:, : last.max() + 1]
-    take = np.arange(near.shape[1])[None, :, None] <= last[:, None, None]
-    candidates = np.bitwise_or.reduce(np.where(take, near, np.uint64(0)), axis=1)  # (Q, words)
-    qi, wi = np.nonzero(candidates)
-    bits = np.unpackbits(candidates[qi, wi].astype("<u8").view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    ri, bi = np.nonzero(bits)
-    q_of, item = qi[ri], wi[ri] * 64 + bi
-    dist = popcount(q_words[q_of] ^ db.codes[item]).sum(1, dtype=np.int64)
-    order = np.lexsort((item, dist, q_of))  # per query: by distance, then database index
-    q_of, item = q_of[order], item[order]
-    starts = np.searchsorted(q_of, np.arange(n_q))
-    picks = starts[:, None] + np.arange(knn_k)[None, :]  # every query has at least k candidates
-    neighbours = db.labels[item[picks]]  # (Q, k), nearest first
-    n_classes = db.n_classes
-    flat = neighbours + (np.arange(n_q) * n_classes)[:, None]
-    votes = np.bincount(flat.ravel(), minlength=n_q * n_classes).reshape(n_q, n_classes)
-    first_seen = np.full((n_q, n_classes), knn_k, dtype=np.int64)
-    for p in range(knn_k - 1, -1, -1):  # later writes (better ranks) win
-        first_seen[np.arange(n_q), neighbours[:, p]] = p
-    return np.argmax(votes * (knn_k + 1) + (knn_k - first_seen), axis=1)
+        for s in starts:
+            run(s)
+    result = {"ap": out["ap"], f"ap@{settings[2]}": out["ap@K"]}
+    result.update({f"precision@{k}": out["precision"][:, i] for i, k in enumerate(ks)})
+    result[f"precision_r{radius}"] = out["precision_r"]
+    result["knn_pred"] = classes[out["knn_pred"]]
+    result["knn_correct"] = (out["knn_pred"] == q_lab).astype(np.float64)
+    return result
 
 
 def retrieval_metrics(
