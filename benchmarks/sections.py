@@ -25,7 +25,7 @@ class Sizes:
 
     repeats: int = 3
     keras_images: int = 30000  # keras_cnn / MNIST epoch for the overhead figure
-    resnet_batches: int = 4  # resnet18 / CIFAR-sized batches of 32 for the overhead figure
+    resnet_batches: int = 8  # resnet18 / CIFAR-sized batches of 32 for the overhead figure
     datapath_images: int = 20000  # per-image pipeline images per measurement
     e2e_images: int = 55000  # end-to-end epoch (the reported 55,000-image epoch)
     retrieval_queries: int = 10000

@@ -14,9 +14,9 @@ from ..io import write_text
 from .base import ReportCallback, run_title
 from .plots import draw_curves
 
-# the per-epoch values ImageClassifier logs, first name found wins (train/loss is logged per step and epoch)
+# the per-epoch values ImageClassifier logs (train/loss_epoch: the epoch's mean, train/loss_step: a recent step's)
 METRICS = {
-    "train_loss": ("train/loss_epoch", "train/loss"),
+    "train_loss": ("train/loss_epoch",),
     "train_acc": ("train/acc",),
     "val_loss": ("val/loss",),
     "val_acc": ("val/acc",),
@@ -30,8 +30,7 @@ class MetricCurves(ReportCallback):
     ones once the module's ``on_train_epoch_end`` has logged them (at the next epoch's start or the end of
     training). The history is kept in checkpoints, so a resumed run continues its curves (a checkpoint written
     when validation ends, before the epoch's training values are logged, lacks that epoch's training point).
-    Only global rank 0 writes; metrics synchronised by torchmetrics (the accuracies) are global, a loss logged
-    without ``sync_dist`` is rank 0's.
+    Only global rank 0 writes; the values are torchmetrics', synchronised over all processes.
 
     Args:
         filename: the PNG in the run directory.
