@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,7 +39,29 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--recipe-train-size", type=int, default=None, help="training images of the cifar10_fast run (default all)"
     )
     p.add_argument("--out", type=Path, default=HERE, help="folder for results.md and results.json")
+    p.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep the figures of the sections not run from the existing results.json in --out (each marked with "
+        "the date it was measured), instead of leaving them out",
+    )
     return p.parse_args(argv)
+
+
+def kept_figures(path: Path, sections: list[str]) -> tuple[list[Figure], dict[str, dict]]:
+    """The figures of the sections not in ``sections`` from an earlier results.json, and per kept section the
+    date it was measured and its seconds."""
+    if not path.is_file():
+        return [], {}
+    old = json.loads(path.read_text())
+    figures = [Figure.from_dict(f) for f in old["figures"] if f["section"] not in sections]
+    seconds = old["machine"].get("section_seconds", {})
+    kept = {}
+    for f in figures:
+        date = f.extra.get("measured", old["machine"]["date"])
+        f.extra["measured"] = date
+        kept[f.section] = {"date": date, "seconds": seconds.get(f.section)}
+    return figures, kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     info.update({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick})
     info["load_at_start"] = load()
+    kept: list[Figure] = []
+    if args.keep_others:  # read before this run writes over the file
+        kept, info["kept_sections"] = kept_figures(args.out / "results.json", sections)
     figures: list[Figure] = []
     seconds: dict[str, float] = {}
     for name in sections:
@@ -68,15 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         figures += SECTIONS[name](sizes)
         seconds[name] = round(time.perf_counter() - start, 1)
-    info["load_at_end"] = load()
-    info["section_seconds"] = seconds
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(
-        json.dumps({"machine": info, "sizes": vars(sizes), "figures": [f.as_dict() for f in figures]}, indent=2) + "\n"
-    )
-    (args.out / "results.md").write_text(report(info, sizes, figures))
+        info["load_at_end"] = load()
+        info["section_seconds"] = seconds
+        # written after every section: a later failure loses nothing measured
+        write(args.out, info, sizes, sorted(figures + kept, key=lambda f: list(SECTIONS).index(f.section)))
+    figures = sorted(figures + kept, key=lambda f: list(SECTIONS).index(f.section))
     print(report(info, sizes, figures))
     return 0
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays in the figures' extras (``np.bool_``, ``np.float64``) as plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write(out: Path, info: dict, sizes: Sizes, figures: list[Figure]) -> None:
+    """results.json and results.md in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"machine": info, "sizes": vars(sizes), "figures": [f.as_dict() for f in figures]}
+    (out / "results.json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    (out / "results.md").write_text(report(info, sizes, figures))
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -102,6 +141,10 @@ def report(info: dict, sizes: Sizes, figures: list[Figure]) -> str:
         f" load average {info['load_at_start']} at the start, {info['load_at_end']} at the end (other jobs share"
         f" the cores)",
         f"- seconds per section: {', '.join(f'{k} {v}' for k, v in info['section_seconds'].items())}",
+        *(
+            f"- section {name} kept from the run of {k['date']} (`--keep-others`; it took {k['seconds']} s)"
+            for name, k in info.get("kept_sections", {}).items()
+        ),
         "",
         "| section | figure | A | B | A (median) | B (median) | ratio | target | met | load | notes |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -84,6 +84,14 @@ class Figure:
             return self.b_median / self.a_median
         return self.a_median / self.b_median
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Figure:
+        """The inverse of :meth:`as_dict` (a figure read back from results.json)."""
+        fields = ("section", "name", "a_label", "b_label", "unit", "a", "b", "target", "note")
+        derived = ("a_median", "b_median", "ratio", "load")
+        extra = {k: v for k, v in d.items() if k not in fields and k not in derived}
+        return cls(**{k: d[k] for k in fields}, loads=d.get("load", []), extra=extra)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "section": self.section,

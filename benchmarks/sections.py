@@ -401,7 +401,7 @@ def end_to_end(sizes: Sizes) -> Figure:
         {
             "a_test_acc": acc_a,
             "b_test_acc": acc_b,
-            "met": fig.ratio >= 1.5 and abs(np.median(acc_a) - np.median(acc_b)) < 0.005,
+            "met": bool(fig.ratio >= 1.5 and abs(np.median(acc_a) - np.median(acc_b)) < 0.005),
         }
     )
     fig.note += f"; test acc imgbench {np.median(acc_a):.4f}, template {np.median(acc_b):.4f}"
@@ -456,7 +456,7 @@ def retrieval(sizes: Sizes) -> list[Figure]:
         return seconds
 
     side_by_side(fig, ours, direct, sizes.repeats)
-    fig.extra.update({"max_abs_difference": max(same), "met": fig.ratio >= 20 and max(same) < 1e-9})
+    fig.extra.update({"max_abs_difference": float(max(same)), "met": bool(fig.ratio >= 20 and max(same) < 1e-9)})
     fig.note += f"; largest difference between the two: {max(same):.1e}"
     return [fig]
 

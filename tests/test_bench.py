@@ -357,6 +357,47 @@ def test_benchmark_report_table():
     assert "| recipe |" not in text  # one run, not a side-by-side row
 
 
+def test_keep_others_carries_earlier_sections_over_with_their_date(tmp_path):
+    """--keep-others: the sections not re-run come back from results.json unchanged, marked with their date."""
+    import json
+
+    from benchmarks.__main__ import kept_figures
+    from benchmarks.common import Figure
+
+    old = Figure("recipe", "cifar10_fast", "cmd", "", "s", a=[90.0], b=[90.0], note="n", loads=[1.5])
+    old.extra.update(test_acc=0.5, command="cmd")
+    other = Figure("retrieval", "codes", "ours", "direct", "s", a=[1.0, 2.0, 3.0], b=[40.0, 50.0, 60.0])
+    machine = {"date": "2026-01-01T00:00:00", "section_seconds": {"recipe": 600.0, "retrieval": 20.0}}
+    figures = [old.as_dict(), other.as_dict()]
+    (tmp_path / "results.json").write_text(json.dumps({"machine": machine, "figures": figures}))
+
+    kept, info = kept_figures(tmp_path / "results.json", ["retrieval"])  # retrieval is re-run: only recipe kept
+    assert [f.section for f in kept] == ["recipe"]
+    back = kept[0]
+    assert (back.a, back.b, back.note, back.loads, back.extra["test_acc"]) == ([90.0], [90.0], "n", [1.5], 0.5)
+    assert info == {"recipe": {"date": "2026-01-01T00:00:00", "seconds": 600.0}}
+    assert back.as_dict() | {"measured": None} == old.as_dict() | {"measured": None}
+    assert kept_figures(tmp_path / "missing.json", []) == ([], {})
+
+
+def test_results_are_written_with_numpy_values(tmp_path):
+    """A figure whose extras hold numpy values (a met target computed from numpy) is written as plain JSON."""
+    import json
+
+    from benchmarks.__main__ import write
+    from benchmarks.common import Figure
+    from benchmarks.sections import Sizes
+
+    fig = Figure("retrieval", "codes", "ours", "direct", "s", a=[1.0], b=[50.0], loads=[1.0])
+    fig.extra.update(met=np.float64(50.0) >= 20, max_abs_difference=np.float64(1e-16), per=np.arange(2))
+    info = {"cpu": "c", "cores": 2, "cpu_capability": "AVX2", "native_bf16": False, "gpu": None, "torch": "2"}
+    info |= {"python": "3", "threads": 1, "date": "d", "quick": True, "load_at_start": 1.0, "load_at_end": 1.0}
+    write(tmp_path, info | {"section_seconds": {"retrieval": 1.0}}, Sizes.quick(), [fig])
+    back = json.loads((tmp_path / "results.json").read_text())["figures"][0]
+    assert back["met"] is True and back["max_abs_difference"] == 1e-16 and back["per"] == [0, 1]
+    assert "| retrieval | codes |" in (tmp_path / "results.md").read_text()
+
+
 def test_the_end_to_end_baseline_uses_the_same_cnn():
     """The Lightning-template side of the end-to-end figure builds keras_cnn from stock torch.nn layers: the same
     network (same parameters give the same outputs), only imgbench's faster implementation differs."""
