@@ -137,7 +137,7 @@ def report(info: dict, sizes: Sizes, figures: list[Figure]) -> str:
         f"{info['native_bf16']}, GPU: {info['gpu'] or 'none'}",
         f"- torch {info['torch']}, Python {info['python']}, torch threads {info['threads']}",
         f"- {info['date']}, {'quick sizes' if info['quick'] else 'default sizes'}, {sizes.repeats} repetitions"
-        " per figure;"
+        " per figure (at least 5 for the overhead figures);"
         f" load average {info['load_at_start']} at the start, {info['load_at_end']} at the end (other jobs share"
         f" the cores)",
         f"- seconds per section: {', '.join(f'{k} {v}' for k, v in info['section_seconds'].items())}",
@@ -177,8 +177,8 @@ def report(info: dict, sizes: Sizes, figures: list[Figure]) -> str:
                 "| images | seconds (median) | s per 1,000 |",
                 "| --- | --- | --- |",
             ]
-            for n, v in f.extra["per_size"].items():
-                med = sorted(v)[len(v) // 2]
+            for size, v in f.extra["per_size"].items():
+                n, med = int(size), sorted(v)[len(v) // 2]  # keys are strings in a figure read from results.json
                 lines.append(f"| {n:,} | {med:.2f} | {med / n * 1000:.3f} |")
             lines += [
                 "",
