@@ -1,11 +1,11 @@
-"""The compiled core of :mod:`imgbench.metrics.retrieval`: every metric of a query in two passes over the
-database, without sorting it (numba, compiled once and cached).
+"""The compiled core of :mod:`imgbench.metrics.retrieval`: every metric of a query from a few linear passes over
+the database, without sorting it (numba, compiled once and cached).
 
 Distances are small integers, so the ranking (distance, then database index) is a counting sort: with the
-number of items at each distance known (pass one), an item's place is the number of items at smaller
-distances plus the number at its own distance up to it, which pass two counts as it walks the database in
-index order. The relevant items get their count of relevant items up to them the same way, so AP, AP@K,
-precision@k and the k nearest neighbours come out of pass two directly.
+number of items at each distance known (first pass), an item's place is the number of items at smaller
+distances plus the number at its own distance up to it, which the second pass counts as it walks the database
+in index order. The relevant items (the query's class, in index order) get their count of relevant items up to
+them the same way, and AP, AP@K, precision@k and the k nearest neighbours follow from the two counts.
 """
 
 from __future__ import annotations

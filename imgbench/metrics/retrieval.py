@@ -2,7 +2,7 @@
 
 Codes are packed into 64-bit words (bit ``i`` of a code is bit ``i % 64`` of word ``i // 64``); a Hamming
 distance is the popcount of ``query XOR database``. The metrics need no sort of the database: distances are
-small integers, so the ranking is a counting sort, and two compiled passes over the database per query give
+small integers, so the ranking is a counting sort, and a few compiled passes over the database per query give
 every relevant item's place in it exactly, ties by database index included (:mod:`._ranking`, numba). Chunks of
 queries run on all cores (``workers`` threads; the compiled code releases the GIL).
 
