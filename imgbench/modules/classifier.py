@@ -190,7 +190,8 @@ class ImageClassifier(L.LightningModule):
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
         self.train_seconds += seconds
         self.train_images += self._epoch_images
-        self.log("train/loss_epoch", self.train_loss.compute().float(), prog_bar=True)
+        if self.train_loss.update_count:  # none after resuming at an epoch's end (the processes are in step)
+            self.log("train/loss_epoch", self.train_loss.compute().float(), prog_bar=True)
         self.train_loss.reset()
         self.log_dict(self.train_metrics.compute(), prog_bar=True)
         self.train_metrics.reset()
