@@ -132,7 +132,7 @@ class ImageClassifier(L.LightningModule):
                 f"{self._last_good_checkpoint()}; lower optimizer.lr or set trainer.gradient_clip_val"
             )
         self.train_metrics.update(logits.detach(), y)
-        self.train_loss.update(loss.detach())
+        self.train_loss.update(loss.detach(), weight=len(y))  # the mean over images, as Lightning's batch_size
         if self._log_this_step():
             # not sync_dist: under DDP the progress bar (rank 0 only) would start that collective on rank 0 alone
             # and deadlock; train/loss_step is rank 0's, train/loss_epoch (torchmetrics) all processes'
