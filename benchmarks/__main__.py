@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds[name] = round(time.perf_counter() - start, 1)
         info["load_at_end"] = load()
         info["section_seconds"] = seconds
-        # written after every section: a later failure loses nothing measured
-        write(args.out, info, sizes, sorted(figures + kept, key=lambda f: list(SECTIONS).index(f.section)))
-    figures = sorted(figures + kept, key=lambda f: list(SECTIONS).index(f.section))
+        everything = sorted(figures + kept, key=lambda f: list(SECTIONS).index(f.section))
+        write(args.out, info, sizes, everything)  # after every section: a later failure loses nothing measured
+    figures = everything
     print(report(info, sizes, figures))
     return 0
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
+from .retrieval import _H01, _M1, _M2, _M4  # the constants of retrieval's numpy popcount
 
 
 @njit(inline="always")

@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 DEFAULT_PRECISION_KS = tuple(range(100, 1001, 100))
-_M1, _M2, _M4 = (np.uint64(v) for v in (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F))
+_M1, _M2, _M4, _H01 = (
+    np.uint64(v) for v in (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101)
+)
 _HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0
 
 
@@ -99,7 +101,7 @@ def _popcount_swar(x: np.ndarray) -> np.ndarray:
     x = x - ((x >> np.uint64(1)) & _M1)
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
     x = (x + (x >> np.uint64(4))) & _M4
-    return ((x * np.uint64(0x0101010101010101)) >> np.uint64(56)).astype(np.uint8)
+    return ((x * _H01) >> np.uint64(56)).astype(np.uint8)
 
 
 def _distances(query: np.ndarray, database: np.ndarray, nbits: int) -> np.ndarray:
