@@ -22,3 +22,15 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt or belongs to another model."""
+
+
+class ArgumentError(ValueError):
+    """A bad argument of a building block (a model's switch, say), raised where the block is built.
+
+    ``argument`` names the argument, so that the config layer can say which key to set (``model.<argument>=...``);
+    the blocks themselves know nothing of configs.
+    """
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+        self.argument = argument
