@@ -10,9 +10,9 @@ import torchvision
 from omegaconf import OmegaConf
 from torch import nn
 
-from imgbench.errors import CheckpointError, ConfigError
+from imgbench.errors import CheckpointError
 from imgbench.models import count_parameters, create_model
-from imgbench.models.alexnet import MaxAvgPool2d, Maxout, paper_lrn
+from imgbench.models.layers import MaxAvgPool2d, Maxout, paper_lrn
 
 from .conftest import compose_cfg
 
@@ -164,7 +164,7 @@ def test_alexnet_tv_pretrained_errors(tmp_path, monkeypatch):
 
 
 def test_alexnet_tv_on_small_images_needs_a_resize():
-    with pytest.raises(ConfigError, match="resize_to=224"):
+    with pytest.raises(ValueError, match="resize_to=224"):
         create_model("alexnet_tv", num_classes=10, in_channels=3, image_size=32)
     model = create_model("alexnet_tv", num_classes=10, in_channels=1, image_size=28, resize_to=224)
     assert conv_maps(model, torch.zeros(2, 1, 28, 28))[0] == (64, 55, 55)
@@ -186,7 +186,7 @@ def test_small_layout_is_chosen_by_image_size(name, channels, size):
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert first.kernel_size == (5, 5) and first.stride == (1, 1) and first.in_channels == channels
     assert model(torch.zeros(2, channels, size, size)).shape == (2, 10)
-    with pytest.raises(ConfigError, match="too small for the ImageNet layout"):
+    with pytest.raises(ValueError, match="too small for the ImageNet layout"):
         create_model(name, num_classes=10, in_channels=channels, image_size=size, layout="imagenet")
 
 
@@ -267,7 +267,7 @@ def test_alexnet_hash_switches():
     assert [m.out_channels for m in tv.features if isinstance(m, nn.Conv2d)] == [64, 192, 384, 256, 256]
     assert not any(isinstance(m, nn.LocalResponseNorm) for m in tv.modules())
     for bad in ({"pooling": "avg"}, {"fc_activation": "tanh"}, {"base": "vgg"}, {"init": "xavier"}):
-        with pytest.raises(ConfigError):
+        with pytest.raises(ValueError):
             structure("alexnet_hash", in_channels=1, image_size=28, **bad)
 
 
@@ -303,7 +303,7 @@ def test_alexnet_hash_from_torchvision_weights(imagenet_weights):
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(CheckpointError, match="base=torchvision"):
         create_model("alexnet_hash", image_size=224, pretrained=path)  # the paper's convs do not fit
-    with pytest.raises(ConfigError, match="resize_to=224"):
+    with pytest.raises(ValueError, match="resize_to=224"):
         create_model("alexnet_hash", image_size=32, base="torchvision", pretrained=path)
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 
-from imgbench.cli import CONF_DIR
+from imgbench.errors import ArgumentError
 from imgbench.models import UnknownModelError, count_parameters, create_model, list_models
-from imgbench.models.registry import get_model_factory
+from imgbench.models.registry import get_model_factory, model_arguments
+from imgbench.paths import CONF_DIR
+
+DATA_ARGUMENTS = {"num_classes", "in_channels", "image_size"}
 
 
 @pytest.mark.parametrize(
@@ -53,3 +57,56 @@ def test_every_model_config_names_its_registry_factory():
         assert target == f"imgbench.models.{path.stem}", path
         assert get_model_factory(path.stem).__name__ == path.stem
     assert {p.stem for p in configs} == set(list_models())
+
+
+def model_defaults(name: str) -> dict:
+    """The switches of conf/model/<name>.yaml: no ``_target_``, Hydra ``defaults`` or values set by interpolation."""
+    cfg = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    keys = [k for k in cfg if k not in ("_target_", "defaults") and not OmegaConf.is_interpolation(cfg, k)]
+    return {k: OmegaConf.to_container(cfg, resolve=False)[k] for k in keys}
+
+
+def bad_value(value: object) -> object:
+    """A value of the same kind as ``value`` that no switch accepts."""
+    if isinstance(value, str):
+        return "not_a_choice"
+    if isinstance(value, bool):
+        return "yes"
+    if isinstance(value, int | float):
+        return -1
+    return None
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_arguments_come_from_the_model_class(name):
+    """model_arguments names what the factory takes (its signature) without repeating it in the factory."""
+    accepted, open_ended = model_arguments(name)
+    assert not open_ended and accepted >= DATA_ARGUMENTS
+    assert set(model_defaults(name)) <= accepted
+    with pytest.raises(TypeError, match="not_a_switch"), torch.device("meta"):
+        create_model(name, not_a_switch=1)
+
+
+@pytest.mark.parametrize(("in_channels", "size"), [(3, (224, 224)), (1, (28, 28))])
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_builds_on_meta_and_names_bad_switches(name, in_channels, size):
+    """The config layer's check: each model builds on the meta device with its config's defaults (no memory, no
+    file read), and a bad value of each switch raises ArgumentError naming that switch."""
+    defaults = model_defaults(name)
+    data = {"num_classes": 10, "in_channels": in_channels, "image_size": size}
+    if name == "alexnet_tv" and min(size) < 63:  # torchvision's layout needs a resize on small images
+        with pytest.raises(ArgumentError) as e, torch.device("meta"):
+            create_model(name, **data, **defaults)
+        assert e.value.argument == "image_size"
+        defaults["resize_to"] = 224
+    with torch.device("meta"):
+        model = create_model(name, **data, **defaults)
+    assert all(p.is_meta for p in model.parameters()) and count_parameters(model) > 0
+    for key, value in defaults.items():
+        bad = bad_value(value)
+        if bad is None:
+            continue
+        with pytest.raises(ArgumentError) as e, torch.device("meta"):
+            create_model(name, **data, **{**defaults, key: bad})
+        assert e.value.argument == key, (key, bad, str(e.value))
+        assert "\n" not in str(e.value)

@@ -1,27 +1,48 @@
-"""Plain ``nn.Module`` image classifiers and their registry. Nothing here knows about training."""
+"""Plain ``nn.Module`` image classifiers and their registry. Nothing here knows about training.
 
-from .alexnet import alexnet, alexnet_hash, alexnet_tv
+One module per model family, named after its registry names (``keras``, ``single_conv``, ``lenet5``,
+``cifar_cnn``, ``alexnet``, ``alexnet_hash``, ``resnet``, ``fastnet``); shared layers and argument checks in
+:mod:`~imgbench.models.layers`, the registry and the one builder in :mod:`~imgbench.models.registry`, and the one
+weight loader in :mod:`~imgbench.models.weights`. Importing this package registers every model.
+"""
+
+from .alexnet import alexnet, alexnet_tv
+from .alexnet_hash import alexnet_hash
+from .cifar_cnn import cifar_cnn
 from .fastnet import fastnet
-from .keras import keras_cnn, keras_fcn, single_conv
+from .keras import keras_cnn, keras_fcn
 from .layers import count_parameters
-from .lenet import cifar_cnn, lenet5
-from .registry import UnknownModelError, create_model, get_model_factory, list_models, register_model
+from .lenet5 import lenet5
+from .registry import (
+    UnknownModelError,
+    build_model,
+    create_model,
+    get_model_factory,
+    is_model_factory,
+    list_models,
+    model_arguments,
+    register_model,
+)
 from .resnet import resnet18, resnet34
+from .single_conv import single_conv
 
 __all__ = [
     "UnknownModelError",
     "alexnet",
     "alexnet_hash",
     "alexnet_tv",
+    "build_model",
     "cifar_cnn",
     "count_parameters",
     "create_model",
     "fastnet",
     "get_model_factory",
+    "is_model_factory",
     "keras_cnn",
     "keras_fcn",
     "lenet5",
     "list_models",
+    "model_arguments",
     "register_model",
     "resnet18",
     "resnet34",

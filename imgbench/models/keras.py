@@ -1,4 +1,4 @@
-"""Study E (CNN versus FCN thesis): the Keras 2 models, rebuilt layer for layer.
+"""Study E (CNN versus FCN thesis): the Keras 2 models ``keras_cnn`` and ``keras_fcn``, rebuilt layer for layer.
 
 Every layer has a bias, there is no batch normalisation, and the default initialisation is Keras's
 (Glorot-uniform weights, zero biases; ``init="torch"`` keeps PyTorch's). The models return logits;
@@ -6,55 +6,106 @@ Keras's final softmax lives in the cross-entropy loss. The MNIST or CIFAR layout
 the input: one channel selects the MNIST variant, three channels the CIFAR one (``variant`` overrides).
 
 Parameter counts (10 classes): MNIST CNN 98,442, MNIST FCN 74,362, CIFAR CNN 553,514, CIFAR FCN 79,184.
-
-``single_conv`` is the small network of the thesis's hyperparameter studies on MNIST (filters, kernel size,
-padding, activation, number of conv layers). The thesis gives only "conv layer(s) + 2x2 max pooling"; the rest
-follows its own CNN and Keras's MNIST example (see :class:`SingleConvNet`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
-from .layers import Dropout, act_pool, conv_out, keras_init_, pair
-from .layers import activation as make_activation
-from .registry import register_model
+from ..errors import ArgumentError
+from .arguments import check_choice, check_data_shape
+from .layers import Dropout, act_pool, conv_out, keras_init_
+from .registry import build_model, register_model
 
-__all__ = ["KerasCNN", "KerasFCN", "SingleConvNet", "keras_cnn", "keras_fcn", "single_conv"]
+__all__ = ["INITS", "VARIANTS", "KerasCNN", "KerasFCN", "apply_init_", "check_init", "keras_cnn", "keras_fcn"]
+
+VARIANTS = ("auto", "mnist", "cifar")
+INITS = ("keras", "torch")
 
 
 def _variant(variant: str, in_channels: int) -> str:
+    """Resolve ``variant``: ``auto`` -> ``mnist`` for one channel, ``cifar`` otherwise.
+
+    Raises:
+        ArgumentError: An unknown variant.
+    """
+    check_choice("variant", variant, VARIANTS, prefix="keras ")
     if variant == "auto":
         return "mnist" if in_channels == 1 else "cifar"
-    if variant not in ("mnist", "cifar"):
-        raise ValueError(f"keras variant must be auto, mnist or cifar, got '{variant}'")
     return variant
+
+
+def check_init(init: str) -> str:
+    """Check the ``init`` switch of the Keras models (keras | torch).
+
+    Args:
+        init: The value to check.
+
+    Returns:
+        ``init``.
+
+    Raises:
+        ArgumentError: Another value.
+    """
+    return check_choice("init", init, INITS)
+
+
+def apply_init_(model: nn.Module, init: str) -> None:
+    """Keras's initialisation (:func:`keras_init_`) for ``init="keras"``; ``"torch"`` keeps PyTorch's.
+
+    Args:
+        model: The model to initialise, in place.
+        init: keras | torch.
+    """
+    if init == "keras":
+        keras_init_(model)
 
 
 class KerasCNN(nn.Module):
     """Three conv(3x3, same)-ReLU-maxpool(2)-dropout(0.25) stages, then dense-ReLU-dropout(0.5)-dense.
 
-    The ReLUs run after the pooling (same function and gradients, less work: see :func:`act_pool`)."""
+    Widths 16, 32, 64; the dense layer has 128 units (MNIST variant) or 512 (CIFAR variant). The ReLUs run after
+    the pooling (same function and gradients, less work: see :func:`~imgbench.models.layers.act_pool`).
+
+    Args:
+        num_classes: Outputs (logits).
+        in_channels: Image channels.
+        image_size: ``(height, width)`` or one side.
+        variant: auto (MNIST for one channel, CIFAR otherwise) | mnist | cifar.
+        init: keras (Glorot-uniform weights, zero biases) | torch (PyTorch's defaults).
+
+    Raises:
+        ArgumentError: A bad argument (named by the error).
+    """
+
+    widths = (16, 32, 64)
+    hidden = {"mnist": 128, "cifar": 512}
 
     def __init__(
         self,
         num_classes: int = 10,
         in_channels: int = 1,
         image_size: int | tuple[int, int] = 28,
-        widths: tuple[int, ...] = (16, 32, 64),
-        hidden: int = 128,
+        variant: str = "auto",
+        init: str = "keras",
     ) -> None:
         super().__init__()
-        h, w = pair(image_size)
+        h, w = check_data_shape(num_classes, in_channels, image_size)
+        hidden = self.hidden[_variant(variant, in_channels)]
+        check_init(init)
         layers: list[nn.Module] = []
         c = in_channels
-        for width in widths:
+        for width in self.widths:
             layers += [
                 nn.Conv2d(c, width, 3, padding=1),
                 *act_pool(nn.ReLU(inplace=True), nn.MaxPool2d(2)),  # floor rounding like Keras's: 7x7 -> 3x3
                 Dropout(0.25),
             ]
             c, h, w = width, h // 2, w // 2
+        if h < 1 or w < 1:
+            raise ArgumentError("image_size", f"image_size {image_size} is too small for keras_cnn (needs 8x8)")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -63,29 +114,52 @@ class KerasCNN(nn.Module):
             Dropout(0.5),
             nn.Linear(hidden, num_classes),
         )
+        apply_init_(self, init)
 
     def forward(self, x):
         return self.classifier(self.features(x))
 
 
 class KerasFCN(nn.Module):
-    """Pairs of conv(3x3, same) and conv(3x3, stride 2, valid) with dropout(0.25), then a conv that
-    covers the whole remaining map and outputs one logit per class (no dense layer)."""
+    """Pairs of conv(3x3, same) and conv(3x3, stride 2, valid) with dropout(0.25), then a conv head.
+
+    The head is a conv that covers the whole remaining map and outputs one logit per class (no dense layer).
+    Widths 16, 32, 64; the last strided conv is 64 wide (MNIST variant) or 66 (CIFAR variant).
+
+    Args:
+        num_classes: Outputs (logits).
+        in_channels: Image channels.
+        image_size: ``(height, width)`` or one side.
+        variant: auto (MNIST for one channel, CIFAR otherwise) | mnist | cifar.
+        init: keras (Glorot-uniform weights, zero biases) | torch (PyTorch's defaults).
+
+    Raises:
+        ArgumentError: A bad argument (named by the error).
+    """
+
+    widths = (16, 32, 64)
+    last_width = {"mnist": 64, "cifar": 66}
 
     def __init__(
         self,
         num_classes: int = 10,
         in_channels: int = 1,
         image_size: int | tuple[int, int] = 28,
-        widths: tuple[int, ...] = (16, 32, 64),
-        last_width: int = 64,
+        variant: str = "auto",
+        init: str = "keras",
     ) -> None:
         super().__init__()
-        h, w = pair(image_size)
+        h, w = check_data_shape(num_classes, in_channels, image_size)
+        last_width = self.last_width[_variant(variant, in_channels)]
+        check_init(init)
+        for _ in self.widths:
+            h, w = conv_out(h, 3, 2), conv_out(w, 3, 2)
+        if h < 1 or w < 1:
+            raise ArgumentError("image_size", f"image_size {image_size} is too small for keras_fcn")
         layers: list[nn.Module] = []
         c = in_channels
-        for i, width in enumerate(widths):
-            down = last_width if i == len(widths) - 1 else width
+        for i, width in enumerate(self.widths):
+            down = last_width if i == len(self.widths) - 1 else width
             layers += [
                 nn.Conv2d(c, width, 3, padding=1),
                 nn.ReLU(inplace=True),
@@ -93,149 +167,36 @@ class KerasFCN(nn.Module):
                 nn.ReLU(inplace=True),
                 Dropout(0.25),
             ]
-            c, h, w = down, conv_out(h, 3, 2), conv_out(w, 3, 2)
-        if h < 1 or w < 1:
-            raise ValueError(f"image_size {image_size} is too small for keras_fcn")
+            c = down
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Conv2d(c, num_classes, (h, w)), nn.Flatten())
+        apply_init_(self, init)
 
     def forward(self, x):
         return self.classifier(self.features(x))
 
 
-class SingleConvNet(nn.Module):
-    """``conv_layers`` stages of conv(``kernel_size``, ``padding``)-act-maxpool(2)-dropout(0.25), then
-    flatten, dense(128)-act-dropout(0.5), dense(classes).
+@register_model(KerasCNN)
+def keras_cnn(**kwargs: Any) -> KerasCNN:
+    """Study E's CNN: dense 128 (MNIST variant, 98,442 params) or dense 512 (CIFAR variant, 553,514).
 
-    The thesis specifies only the conv layers and the 2x2 pooling. The rest is the standard Keras reading: the
-    dropouts, the dense 128 layer and the width doubling per stage (``filters``, ``2 * filters``, ...) are those
-    of the thesis's own MNIST CNN and of Keras's ``mnist_cnn.py`` example; the studied activation replaces ReLU
-    everywhere (conv and dense layers). Pooling rounds down like Keras's 'valid' pooling.
+    Args:
+        **kwargs: The arguments of :class:`KerasCNN`.
+
+    Returns:
+        The model.
     """
-
-    def __init__(
-        self,
-        num_classes: int = 10,
-        in_channels: int = 1,
-        image_size: int | tuple[int, int] = 28,
-        filters: int = 32,
-        kernel_size: int = 3,
-        padding: str = "valid",
-        activation: str = "relu",
-        conv_layers: int = 1,
-        width_growth: int = 2,
-        hidden: int = 128,
-        conv_dropout: float = 0.25,
-        dropout: float = 0.5,
-    ) -> None:
-        super().__init__()
-        if padding not in ("valid", "same"):
-            raise ValueError(f"single_conv padding must be 'valid' or 'same', got '{padding}'")
-        if conv_layers < 1 or filters < 1 or kernel_size < 1 or width_growth < 1:
-            raise ValueError("single_conv conv_layers, filters, kernel_size and width_growth must be >= 1")
-        h, w = pair(image_size)
-        layers: list[nn.Module] = []
-        c = in_channels
-        for i in range(conv_layers):
-            width = filters * width_growth**i
-            if padding == "valid":
-                h, w = conv_out(h, kernel_size), conv_out(w, kernel_size)
-            h, w = h // 2, w // 2
-            if h < 1 or w < 1:
-                raise ValueError(
-                    f"single_conv: image_size {image_size} is too small for {conv_layers} conv layers with "
-                    f"kernel {kernel_size} and padding '{padding}'; use fewer layers, a smaller kernel or 'same'"
-                )
-            layers += [
-                *_conv(c, width, kernel_size, padding),
-                *act_pool(make_activation(activation)),
-                Dropout(conv_dropout),
-            ]
-            c = width
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c * h * w, hidden),
-            make_activation(activation),
-            Dropout(dropout),
-            nn.Linear(hidden, num_classes),
-        )
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
+    return build_model(KerasCNN, **kwargs)
 
 
-def _conv(c_in: int, c_out: int, kernel: int, padding: str) -> list[nn.Module]:
-    """A stride-1 conv with Keras's 'valid' or 'same' padding (an even kernel pads one more at the bottom/right)."""
-    if padding == "valid":
-        return [nn.Conv2d(c_in, c_out, kernel)]
-    before, after = (kernel - 1) // 2, kernel // 2
-    if before == after:
-        return [nn.Conv2d(c_in, c_out, kernel, padding=before)]
-    return [nn.ZeroPad2d((before, after, before, after)), nn.Conv2d(c_in, c_out, kernel)]
+@register_model(KerasFCN)
+def keras_fcn(**kwargs: Any) -> KerasFCN:
+    """Study E's FCN: last strided conv 64 wide (MNIST, 74,362 params) or 66 wide (CIFAR, 79,184).
 
+    Args:
+        **kwargs: The arguments of :class:`KerasFCN`.
 
-@register_model
-def keras_cnn(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    image_size: int | tuple[int, int] = 28,
-    variant: str = "auto",
-    init: str = "keras",
-) -> KerasCNN:
-    """Study E's CNN: dense 128 (MNIST variant, 98,442 params) or dense 512 (CIFAR variant, 553,514)."""
-    hidden = 128 if _variant(variant, in_channels) == "mnist" else 512
-    model = KerasCNN(num_classes, in_channels, image_size, hidden=hidden)
-    return _init(model, init)
-
-
-@register_model
-def keras_fcn(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    image_size: int | tuple[int, int] = 28,
-    variant: str = "auto",
-    init: str = "keras",
-) -> KerasFCN:
-    """Study E's FCN: last strided conv 64 wide (MNIST, 74,362 params) or 66 wide (CIFAR, 79,184)."""
-    last_width = 64 if _variant(variant, in_channels) == "mnist" else 66
-    model = KerasFCN(num_classes, in_channels, image_size, last_width=last_width)
-    return _init(model, init)
-
-
-@register_model
-def single_conv(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    image_size: int | tuple[int, int] = 28,
-    filters: int = 32,
-    kernel_size: int = 3,
-    padding: str = "valid",
-    activation: str = "relu",
-    conv_layers: int = 1,
-    width_growth: int = 2,
-    init: str = "keras",
-) -> SingleConvNet:
-    """Study E's hyperparameter-study network; defaults are the thesis's nominal setting (693,962 params on MNIST)."""
-    if activation not in ("relu", "tanh", "sigmoid"):
-        raise ValueError(f"single_conv activation must be relu, tanh or sigmoid, got '{activation}'")
-    model = SingleConvNet(
-        num_classes,
-        in_channels,
-        image_size,
-        filters=filters,
-        kernel_size=kernel_size,
-        padding=padding,
-        activation=activation,
-        conv_layers=conv_layers,
-        width_growth=width_growth,
-    )
-    return _init(model, init)
-
-
-def _init(model: nn.Module, init: str) -> nn.Module:
-    if init == "keras":
-        keras_init_(model)
-    elif init != "torch":
-        raise ValueError(f"init must be 'keras' or 'torch', got '{init}'")
-    return model
+    Returns:
+        The model.
+    """
+    return build_model(KerasFCN, **kwargs)

@@ -1,5 +1,6 @@
-"""ResNet-18 and ResNet-34 (basic blocks) with study C's switches: SELU blocks, an inception stem and
-zero-padding or projection shortcuts.
+"""``resnet18`` and ``resnet34``: ResNet-18 and ResNet-34 (basic blocks) with study C's switches.
+
+The switches give SELU blocks, an inception stem and zero-padding or projection shortcuts.
 
 Layout (He et al. 2016): a stem, four stages of basic blocks (2-2-2-2 or 3-4-6-3) with 64, 128, 256, 512
 channels, where each new stage halves the map and doubles the channels, global average pooling and a
@@ -29,15 +30,19 @@ every convolution the scale of the initial weights does not matter.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ArgumentError
+from .arguments import check_choice, check_data_shape, check_int
 from .layers import activation as make_activation
 from .layers import pair
-from .registry import register_model
+from .registry import build_model, register_model
 
-__all__ = ["BasicBlock", "InceptionStem", "ResNet", "ZeroPadShortcut", "resnet18", "resnet34"]
+__all__ = ["BasicBlock", "InceptionStem", "ResNet", "ZeroPadShortcut", "resnet18", "resnet34", "resolve_stem_layout"]
 
 ACTIVATIONS = ("relu", "selu")
 STEMS = ("conv", "inception")
@@ -47,12 +52,30 @@ SMALL_IMAGE_LIMIT = 64  # stem_layout=auto: images with a shorter side below thi
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    """3x3 convolution, 'same' padding, no bias (a BN follows)."""
+    """3x3 convolution, 'same' padding, no bias (a BN follows).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        stride: The step.
+
+    Returns:
+        The convolution.
+    """
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
 def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
-    """1x1 convolution, no bias (a BN follows)."""
+    """1x1 convolution, no bias (a BN follows).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+        stride: The step.
+
+    Returns:
+        The convolution.
+    """
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
 
 
@@ -60,12 +83,22 @@ class ZeroPadShortcut(nn.Module):
     """Option A shortcut: keep every ``stride``-th pixel and append zero channels up to ``out_channels``.
 
     It has no parameters and keeps the input's dtype and memory format (channels_last stays channels_last).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels (at least ``in_channels``).
+        stride: Subsampling step.
+
+    Raises:
+        ArgumentError: ``out_channels`` below ``in_channels``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
         if out_channels < in_channels:
-            raise ValueError(f"zero_pad shortcut cannot reduce channels ({in_channels} -> {out_channels})")
+            raise ArgumentError(
+                "out_channels", f"zero_pad shortcut cannot reduce channels ({in_channels} -> {out_channels})"
+            )
         self.extra_channels = out_channels - in_channels
         self.stride = stride
 
@@ -83,7 +116,15 @@ class ZeroPadShortcut(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs with BN: conv-BN-act-conv-BN, add the shortcut, act. ``stride`` is on the first conv."""
+    """Two 3x3 convs with BN: conv-BN-act-conv-BN, add the shortcut, act.
+
+    Args:
+        in_channels: Input channels.
+        channels: Output channels.
+        stride: Stride of the first conv.
+        downsample: The shortcut when the shape changes; None: identity.
+        activation: relu | selu (any name :func:`~imgbench.models.layers.activation` knows).
+    """
 
     def __init__(
         self,
@@ -115,6 +156,11 @@ class InceptionStem(nn.Module):
     each conv is followed by BN and ReLU; the branches' last convs are normalised and activated by the
     network's ``bn1`` and ``relu`` after the concatenation, which is the same thing (BN works per channel).
     ``stride`` is applied by the first conv of each branch; all convs pad to keep the size ('same').
+
+    Args:
+        in_channels: Input channels.
+        branches: Conv widths per branch.
+        stride: Stride of each branch's first conv.
     """
 
     def __init__(
@@ -143,23 +189,45 @@ class InceptionStem(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A basic-block ResNet: stem (conv1-bn1-relu-maxpool), layer1..layer4, global average pool, ``fc``."""
+    """A basic-block ResNet: stem (conv1-bn1-relu-maxpool), layer1..layer4, global average pool, ``fc``.
+
+    Args:
+        blocks_per_stage: Basic blocks in layer1..layer4 (positional only: fixed by the factory, 2-2-2-2 for
+            ResNet-18, 3-4-6-3 for ResNet-34).
+        num_classes: Outputs (logits).
+        in_channels: Image channels.
+        image_size: ``(height, width)`` or one side (chooses the stem layout when it is ``auto``).
+        activation: relu | selu inside every residual block (the stem keeps ReLU).
+        stem: conv (one convolution) | inception (study C's three branches).
+        stem_layout: auto | small | imagenet (see the module docstring).
+        shortcut: zero_pad (option A, no parameters) | projection (1x1 conv + BN, option B).
+
+    Raises:
+        ArgumentError: A bad argument (named by the error).
+    """
 
     def __init__(
         self,
         blocks_per_stage: tuple[int, int, int, int],
+        /,
         num_classes: int = 10,
         in_channels: int = 3,
+        image_size: int | tuple[int, int] = 32,
         activation: str = "relu",
         stem: str = "conv",
-        stem_layout: str = "small",
+        stem_layout: str = "auto",
         shortcut: str = "zero_pad",
     ) -> None:
         super().__init__()
+        check_data_shape(num_classes, in_channels, image_size, prefix="resnet ")
+        if len(blocks_per_stage) != 4:
+            raise ArgumentError("blocks_per_stage", f"resnet needs blocks for 4 stages, got {blocks_per_stage}")
+        for n in blocks_per_stage:
+            check_int("blocks_per_stage", n, prefix="resnet ")
         _check("activation", activation, ACTIVATIONS)
         _check("stem", stem, STEMS)
-        _check("stem_layout", stem_layout, STEM_LAYOUTS[1:])
         _check("shortcut", shortcut, SHORTCUTS)
+        stem_layout = resolve_stem_layout(stem_layout, image_size)
         self.activation = activation
         self.shortcut = shortcut
         imagenet = stem_layout == "imagenet"
@@ -209,45 +277,56 @@ class ResNet(nn.Module):
 
 
 def _check(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"resnet {name} must be one of {', '.join(choices)}; got '{value}'")
+    check_choice(name, value, choices, message=f"resnet {name} must be one of {', '.join(choices)}; got '{value}'")
 
 
 def resolve_stem_layout(stem_layout: str, image_size: int | tuple[int, int]) -> str:
-    """``auto`` -> ``small`` for images whose shorter side is below 64 px, ``imagenet`` otherwise."""
+    """The stem layout to use.
+
+    Args:
+        stem_layout: auto | small | imagenet.
+        image_size: ``(height, width)`` or one side.
+
+    Returns:
+        ``stem_layout``, with ``auto`` -> ``small`` for images whose shorter side is below 64 px, ``imagenet``
+        otherwise.
+
+    Raises:
+        ArgumentError: An unknown stem layout.
+    """
     _check("stem_layout", stem_layout, STEM_LAYOUTS)
     if stem_layout != "auto":
         return stem_layout
     return "small" if min(pair(image_size)) < SMALL_IMAGE_LIMIT else "imagenet"
 
 
-@register_model
-def resnet18(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    image_size: int | tuple[int, int] = 32,
-    activation: str = "relu",
-    stem: str = "conv",
-    stem_layout: str = "auto",
-    shortcut: str = "zero_pad",
-) -> ResNet:
-    """ResNet-18 (basic blocks 2-2-2-2). 11,689,512 params with 1000 classes, the imagenet stem and
-    projection shortcuts (torchvision's resnet18); zero_pad shortcuts save 173,824."""
-    layout = resolve_stem_layout(stem_layout, image_size)
-    return ResNet((2, 2, 2, 2), num_classes, in_channels, activation, stem, layout, shortcut)
+@register_model(ResNet)
+def resnet18(**kwargs: Any) -> ResNet:
+    """ResNet-18 (basic blocks 2-2-2-2).
+
+    11,689,512 params with 1000 classes, the imagenet stem and projection shortcuts (torchvision's resnet18);
+    zero_pad shortcuts save 173,824.
+
+    Args:
+        **kwargs: The keyword arguments of :class:`ResNet`.
+
+    Returns:
+        The model.
+    """
+    return build_model(ResNet, (2, 2, 2, 2), **kwargs)
 
 
-@register_model
-def resnet34(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    image_size: int | tuple[int, int] = 32,
-    activation: str = "relu",
-    stem: str = "conv",
-    stem_layout: str = "auto",
-    shortcut: str = "zero_pad",
-) -> ResNet:
-    """ResNet-34 (basic blocks 3-4-6-3), study C's network. 21,797,672 params with 1000 classes, the imagenet
-    stem and projection shortcuts (torchvision's resnet34); zero_pad shortcuts save 173,824."""
-    layout = resolve_stem_layout(stem_layout, image_size)
-    return ResNet((3, 4, 6, 3), num_classes, in_channels, activation, stem, layout, shortcut)
+@register_model(ResNet)
+def resnet34(**kwargs: Any) -> ResNet:
+    """ResNet-34 (basic blocks 3-4-6-3), study C's network.
+
+    21,797,672 params with 1000 classes, the imagenet stem and projection shortcuts (torchvision's resnet34);
+    zero_pad shortcuts save 173,824.
+
+    Args:
+        **kwargs: The keyword arguments of :class:`ResNet`.
+
+    Returns:
+        The model.
+    """
+    return build_model(ResNet, (3, 4, 6, 3), **kwargs)
