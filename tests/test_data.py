@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import io
+import os
 import tarfile
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -15,13 +18,15 @@ from imgbench.data import (
     CIFAR100DataModule,
     FashionMNISTDataModule,
     ImageFolderDataModule,
+    InMemoryDataModule,
     MNISTDataModule,
     TensorBatches,
 )
+from imgbench.data.archives import extract_archive
 from imgbench.data.augment import AugmentConfig, BatchTransform, random_flip, random_translate
-from imgbench.data.datamodules import channel_stats
-from imgbench.data.sources import extract_archive, load_npz
-from imgbench.errors import DataError
+from imgbench.data.normalization import channel_stats
+from imgbench.data.readers import load_npz
+from imgbench.errors import ConfigError, DataError
 
 from .conftest import SHARED_DATA, needs_shared, write_image_folder
 
@@ -384,3 +389,153 @@ def test_view_averaging_is_the_mean_softmax():
     x = torch.randn(4, 2, 3, 2, 2)
     expected = torch.stack([net(x[:, v]).softmax(-1) for v in range(2)]).mean(0)
     assert torch.allclose(module.predict_logits(x).exp(), expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- declared inputs, constructor checks
+
+
+@contextmanager
+def _no_file_access():
+    """Any attempt to open, stat or list a file inside the block fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"file access: {args[:1]}")
+
+    saved = builtins.open, os.stat, os.scandir, os.listdir
+    builtins.open, os.stat, os.scandir, os.listdir = refuse, refuse, refuse, refuse
+    try:
+        yield
+    finally:
+        builtins.open, os.stat, os.scandir, os.listdir = saved
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "expected"),
+    [
+        (MNISTDataModule, {}, (10, 1, (28, 28))),
+        (FashionMNISTDataModule, {}, (10, 1, (28, 28))),
+        (CIFAR10DataModule, {}, (10, 3, (32, 32))),
+        (CIFAR100DataModule, {}, (100, 3, (32, 32))),
+        (CIFAR100DataModule, {"label_type": "coarse"}, (20, 3, (32, 32))),
+        (CIFAR10DataModule, {"crop_size": 24}, (10, 3, (24, 24))),
+        (MNISTDataModule, {"crop_size": [24, 20]}, (10, 1, (24, 20))),
+        (InMemoryDataModule, {}, (None, None, None)),
+        (InMemoryDataModule, {"crop_size": 8}, (None, None, (8, 8))),
+        (ImageFolderDataModule, {"root": "pets.tar.gz"}, (None, 3, None)),
+        (ImageFolderDataModule, {"root": "pets", "channels": 1, "image_size": 256}, (None, 1, (256, 256))),
+        (ImageFolderDataModule, {"root": "pets", "image_size": [64, 48]}, (None, 3, (64, 48))),
+        (ImageFolderDataModule, {"root": "pets", "image_size": 256, "crop_size": 224}, (None, 3, (224, 224))),
+    ],
+)
+def test_declared_inputs_read_no_file(tmp_path, cls, kwargs, expected):
+    dm = cls(data_dir=tmp_path / "does-not-exist", **kwargs)
+    with _no_file_access():
+        declared = dm.declared_inputs()
+    assert declared == dict(zip(("num_classes", "in_channels", "image_size"), expected, strict=True))
+    assert not dm.splits and not (tmp_path / "does-not-exist").exists()
+
+
+def test_declared_inputs_match_the_loaded_data(tmp_path, cifar_dir):
+    dm = CIFAR100DataModule(data_dir=cifar_dir, val_size=10, label_type="coarse", crop_size=28)
+    declared = dm.declared_inputs()
+    dm.setup()
+    assert declared == {"num_classes": dm.num_classes, "in_channels": dm.image_shape[0], "image_size": (28, 28)}
+    root = write_image_folder(tmp_path / "f", per_class=2, size=(16, 16))
+    folder = ImageFolderDataModule(root=root, val_size=0, image_size=[12, 10], cache_dir=tmp_path / "c")
+    declared = folder.declared_inputs()
+    folder.setup()
+    assert (declared["in_channels"], *declared["image_size"]) == folder.image_shape
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": "many"}, "batch_size"),
+        ({"batch_size": 32.0}, "batch_size"),
+        ({"eval_batch_size": 0}, "eval_batch_size"),
+        ({"eval_batch_size": "big"}, "eval_batch_size"),
+        ({"steps_per_epoch": 0}, "steps_per_epoch"),
+        ({"steps_per_epoch": 2.5}, "steps_per_epoch"),
+        ({"val_size": -1}, "val_size"),
+        ({"val_size": 1.5}, "val_size"),
+        ({"val_size": "5000"}, "val_size"),
+        ({"val_size": True}, "val_size"),
+        ({"val_size": float("nan")}, "val_size"),
+        ({"train_size": 0}, "train_size"),
+        ({"train_size": "all"}, "train_size"),
+        ({"split_seed": 1.5}, "split_seed"),
+        ({"split_seed": None}, "split_seed"),
+        ({"seed": -1}, "seed"),
+        ({"seed": None}, "seed"),
+        ({"on_device": "gpu"}, "on_device"),
+        ({"on_device": "false"}, "on_device"),
+        ({"drop_last": "yes"}, "drop_last"),
+        ({"download": 1}, "download"),
+        ({"crop_size": 0}, "crop_size"),
+        ({"crop_size": [224]}, "crop_size"),
+        ({"crop_size": [24, 0]}, "crop_size"),
+        ({"crop_size": "224"}, "crop_size"),
+        ({"data_dir": None}, "data_dir"),
+        ({"normalize": "z"}, "normalize"),
+        ({"eval_views": "two"}, "eval_views"),
+        ({"augment": {"flip": "yes"}}, "augment"),
+        ({"augment": {"crop_padding": 2.5}}, "augment"),
+        ({"augment": {"lighting": float("nan")}}, "augment"),
+    ],
+)
+def test_every_constructor_value_is_checked_before_any_file(tmp_path, kwargs, key):
+    kwargs = {"data_dir": tmp_path / "does-not-exist", **kwargs}
+    for cls in (MNISTDataModule, CIFAR100DataModule):
+        with pytest.raises(ConfigError, match=rf"^data\.{key}\b") as e:
+            cls(**kwargs)
+        assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"channels": 2}, "channels"),
+        ({"channels": True}, "channels"),
+        ({"image_size": 0}, "image_size"),
+        ({"image_size": [10, -1]}, "image_size"),
+        ({"image_size": [10, 10, 10]}, "image_size"),
+        ({"resize": "crop"}, "resize"),
+        ({"skip_corrupt": "no"}, "skip_corrupt"),
+        ({"name": ""}, "name"),
+        ({"root": None}, "root"),
+        ({"cache_dir": 3}, "cache_dir"),
+        ({"val_size": -5}, "val_size"),
+    ],
+)
+def test_image_folder_constructor_checks(tmp_path, kwargs, key):
+    kwargs = {"root": "pets", "data_dir": tmp_path / "does-not-exist", **kwargs}
+    with pytest.raises(ConfigError, match=rf"^data\.{key}\b") as e:
+        ImageFolderDataModule(**kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_constructor_messages_and_accepted_forms(tmp_path):
+    with pytest.raises(ConfigError, match=r"^data\.batch_size must be >= 1, got 0$"):
+        MNISTDataModule(batch_size=0)
+    with pytest.raises(ConfigError, match=r"^data\.train_size must be >= 1 or null, got 0$"):
+        MNISTDataModule(train_size=0)
+    with pytest.raises(ConfigError, match=r"^data\.on_device must be auto, true or false, got 'gpu'$"):
+        MNISTDataModule(on_device="gpu")
+    with pytest.raises(ConfigError, match=r"^data\.label_type must be fine or coarse, got 'medium'$"):
+        CIFAR100DataModule(label_type="medium")
+    dm = MNISTDataModule(
+        data_dir=str(tmp_path),
+        val_size=5000.0,
+        crop_size=(24, 20),
+        eval_batch_size=None,
+        on_device=True,
+        augment=AugmentConfig(flip=True),
+        steps_per_epoch=3,
+        train_size=100,
+        split_seed=-1,
+    )
+    assert dm.crop_size == (24, 20) and dm.eval_batch_size == dm.batch_size and dm.augment.flip
+    assert MNISTDataModule(val_size=0.1, augment={"shift": 0}).val_size == 0.1
+    folder = ImageFolderDataModule(root="pets", data_dir=tmp_path, image_size=16, cache_dir=None)
+    assert folder.image_size == (16, 16) and folder.cache_dir == tmp_path / ".cache"

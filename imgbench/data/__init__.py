@@ -1,16 +1,17 @@
-"""LightningDataModules, on-disk readers and batched augmentation."""
+"""The data path: in-memory DataModules, readers of the official formats, batched augmentation.
 
+Modules: ``in_memory`` (the base DataModule), ``builtin`` (MNIST, Fashion-MNIST, CIFAR-10/100), ``image_folder``
+(image folders and archives), ``readers`` (npz, torchvision MNIST files, CIFAR pickles), ``archives`` (safe
+extraction), ``folders`` (listing and decoding image folders), ``arrays`` (:class:`ImageArrays`), ``checks``
+(constructor argument checks), ``loader`` (:class:`TensorBatches`) and ``augment`` (:class:`BatchTransform`).
+"""
+
+from .arrays import ImageArrays
 from .augment import AugmentConfig, BatchTransform
-from .datamodules import (
-    CIFAR10DataModule,
-    CIFAR100DataModule,
-    FashionMNISTDataModule,
-    ImageFolderDataModule,
-    InMemoryDataModule,
-    MNISTDataModule,
-)
+from .builtin import CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule
+from .image_folder import ImageFolderDataModule
+from .in_memory import InMemoryDataModule
 from .loader import TensorBatches
-from .sources import ImageArrays
 
 __all__ = [
     "AugmentConfig",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +31,15 @@ PAD_MODES = ("zeros", "reflect", "edge")
 class AugmentConfig:
     """Training-time augmentation, applied to whole batches.
 
-    crop_padding: random crop of the original size after padding by this many pixels (0: off).
-    shift: random shift by up to this fraction of height and width (Keras ``width_shift_range``).
-    pad_mode: how crop and shift fill the border: zeros, reflect or edge (Keras's 'nearest').
-    flip: random horizontal flip with probability 1/2.
-    lighting: standard deviation of AlexNet's PCA colour noise (0: off; the paper uses 0.1).
+    Attributes:
+        crop_padding: random crop of the original size after padding by this many pixels (0: off).
+        shift: random shift by up to this fraction of height and width (Keras ``width_shift_range``).
+        pad_mode: how crop and shift fill the border: zeros, reflect or edge (Keras's 'nearest').
+        flip: random horizontal flip with probability 1/2.
+        lighting: standard deviation of AlexNet's PCA colour noise (0: off; the paper uses 0.1).
+
+    Raises:
+        ValueError: a value of the wrong type or out of range.
     """
 
     crop_padding: int = 0
@@ -44,13 +49,24 @@ class AugmentConfig:
     lighting: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.crop_padding < 0 or not 0.0 <= self.shift < 1.0 or self.lighting < 0:
+        for key, kind, what in (
+            ("crop_padding", Integral, "a whole number"),
+            ("shift", Real, "a number"),
+            ("lighting", Real, "a number"),
+        ):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"augment.{key} must be {what}, got {value!r}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"augment.flip must be true or false, got {self.flip!r}")
+        if self.crop_padding < 0 or not 0.0 <= self.shift < 1.0 or not self.lighting >= 0:
             raise ValueError("augment: crop_padding >= 0, 0 <= shift < 1 and lighting >= 0 are required")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"augment.pad_mode must be one of {', '.join(PAD_MODES)}, got '{self.pad_mode}'")
 
     @property
     def active(self) -> bool:
+        """Whether any augmentation is switched on."""
         return bool(self.crop_padding or self.shift or self.flip or self.lighting)
 
 
@@ -65,12 +81,25 @@ def random_translate(
     generator: torch.Generator | None = None,
     flip: bool = False,
 ) -> torch.Tensor:
-    """Pad by ``(max_dy, max_dx)`` (border filled by ``mode``) and take one random crop of the original size
-    per image: a random integer shift in ``[-max, max]``; with ``flip``, also mirror each image with
+    """Shift each image by a random whole number of pixels (and, with ``flip``, mirror it at random).
+
+    Pads by ``(max_dy, max_dx)`` (border filled by ``mode``) and takes one random crop of the original size per
+    image: a random integer shift in ``[-max, max]``; with ``flip``, each image is also mirrored with
     probability 1/2 (the same draws as :func:`random_flip` after this function without it).
 
     Crop and flip are one gather from the padded batch (an index per output pixel), which on a CPU costs
     less than a strided window view or a ``where`` over the flipped copy.
+
+    Args:
+        x: images ``(N, C, H, W)``, any dtype.
+        max_dy: the largest vertical shift.
+        max_dx: the largest horizontal shift.
+        mode: how the border is filled: ``zeros``, ``reflect`` or ``edge``.
+        generator: the random generator (on ``x``'s device).
+        flip: also mirror each image with probability 1/2.
+
+    Returns:
+        The shifted (and mirrored) images, the shape and dtype of ``x``.
     """
     n, c, h, w = x.shape
     device = x.device
@@ -92,7 +121,16 @@ def random_translate(
 
 
 def random_crop(x: torch.Tensor, size: tuple[int, int], generator: torch.Generator | None = None) -> torch.Tensor:
-    """One random ``size`` crop per image (AlexNet's 224 crops of 256 images), read in one gather."""
+    """One random ``size`` crop per image (AlexNet's 224 crops of 256 images), read in one gather.
+
+    Args:
+        x: images ``(N, C, H, W)``.
+        size: the crop's ``(h, w)``, at most the images' size.
+        generator: the random generator (on ``x``'s device).
+
+    Returns:
+        The crops ``(N, C, h, w)``.
+    """
     n, _, height, width = x.shape
     h, w = size
     windows = x.unfold(2, h, 1).unfold(3, w, 1)  # (n, c, H-h+1, W-w+1, h, w), a view
@@ -102,6 +140,15 @@ def random_crop(x: torch.Tensor, size: tuple[int, int], generator: torch.Generat
 
 
 def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The centre ``size`` crop of every image.
+
+    Args:
+        x: images ``(N, C, H, W)``.
+        size: the crop's ``(h, w)``, at most the images' size.
+
+    Returns:
+        A view ``(N, C, h, w)`` of ``x``.
+    """
     h, w = size
     top, left = (x.shape[2] - h) // 2, (x.shape[3] - w) // 2
     return x[:, :, top : top + h, left : left + w]
@@ -113,8 +160,18 @@ EVAL_VIEWS = ("one", "flip", "ten_crop")
 def eval_views(x: torch.Tensor, views: str, size: tuple[int, int] | None) -> torch.Tensor:
     """The evaluation input: ``(N, C, h, w)`` for one view, else ``(N, V, C, h, w)`` for the model to average.
 
-    one: the centre crop (or the whole image without ``size``); flip: that and its mirror image (2 views);
-    ten_crop: the four corner crops and the centre crop, and their mirror images (AlexNet's 10 views).
+    Args:
+        x: images ``(N, C, H, W)``.
+        views: ``one``: the centre crop (or the whole image without ``size``); ``flip``: that and its mirror
+            image (2 views); ``ten_crop``: the four corner crops and the centre crop, and their mirror images
+            (AlexNet's 10 views).
+        size: the crop's ``(h, w)``, or None for whole images.
+
+    Returns:
+        The views.
+
+    Raises:
+        ValueError: ``ten_crop`` without ``size``.
     """
     if views == "ten_crop":
         if size is None:
@@ -137,7 +194,15 @@ def eval_views(x: torch.Tensor, views: str, size: tuple[int, int] | None) -> tor
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Flip each image horizontally with probability 1/2."""
+    """Flip each image horizontally with probability 1/2.
+
+    Args:
+        x: images ``(N, C, H, W)``.
+        generator: the random generator (on ``x``'s device).
+
+    Returns:
+        The images, each flipped or not.
+    """
     flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
@@ -145,7 +210,17 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
 def lighting_offsets(
     n: int, std: float, device: torch.device, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """AlexNet's PCA colour noise: one RGB offset per image, ``(n, 3)`` in [0, 1] pixel units."""
+    """AlexNet's PCA colour noise: one RGB offset per image.
+
+    Args:
+        n: the number of images.
+        std: the standard deviation of the noise along each principal component.
+        device: where the offsets are made.
+        generator: the random generator (on ``device``).
+
+    Returns:
+        The offsets ``(n, 3)``, in [0, 1] pixel units.
+    """
     eigval = torch.tensor(IMAGENET_EIGVAL, device=device)
     eigvec = torch.tensor(IMAGENET_EIGVEC, device=device)
     alpha = torch.randn(n, 3, device=device, generator=generator) * std
@@ -155,8 +230,18 @@ def lighting_offsets(
 class BatchTransform:
     """uint8 batch -> augmented (when training) and normalised float batch.
 
-    ``mean`` and ``std`` are per channel in [0, 1] units; the float conversion and normalisation are fused
-    into one multiply-add.
+    The float conversion and normalisation are fused into one multiply-add.
+
+    Args:
+        mean: per-channel means, in [0, 1] units.
+        std: per-channel standard deviations, in [0, 1] units.
+        augment: the training augmentation (default: none).
+        seed: the seed of the transform's random generators.
+        crop_size: train on random crops and evaluate on centre crops of this ``(h, w)``; None: whole images.
+        views: the evaluation views (see :func:`eval_views`).
+
+    Raises:
+        ValueError: unknown ``views``.
     """
 
     def __init__(
@@ -193,9 +278,15 @@ class BatchTransform:
         return g
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The states of the random generators, by device name (saved in checkpoints)."""
         return {str(d): g.get_state() for d, g in self._generators.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from saved generator states (each device's generator takes its state when next used).
+
+        Args:
+            state: what :meth:`state_dict` returned.
+        """
         self._saved_state = dict(state)
         self._generators.clear()
 
@@ -218,6 +309,15 @@ class BatchTransform:
         return cached
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """Transform one batch.
+
+        Args:
+            x: uint8 images ``(N, C, H, W)``.
+            train: augment (and random-crop) for training; otherwise the evaluation views.
+
+        Returns:
+            float32 images: ``(N, C, h, w)``, or ``(N, V, C, h, w)`` for several evaluation views.
+        """
         aug = self.augment
         if not train:
             return self.normalize(eval_views(x, self.views, self.crop_size))

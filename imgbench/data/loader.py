@@ -19,22 +19,27 @@ class TensorBatches:
     """An iterable of ``(images, labels)`` batches over tensors that live on one device.
 
     Args:
-        images, labels: the whole split (uint8 images, int64 labels), on the device batches should be on.
+        images: the whole split's uint8 images, on the device batches should be on.
+        labels: its int64 labels, on the same device.
         batch_size: images per batch for this process.
         shuffle: a new random order every epoch (training); otherwise the stored order.
         drop_last: drop a last incomplete batch.
         seed: the shuffling seed; epoch ``e`` uses ``seed + e``.
         steps_per_epoch: if set, an epoch is this many batches of an endless stream of shuffled passes
             (Keras's ``steps_per_epoch``): epoch ``e`` continues where epoch ``e - 1`` stopped.
-        rank, world_size: this process's share of every epoch (DDP). Training cuts each epoch's permutation
+        rank: this process's rank: its share of every epoch (DDP). Training cuts each epoch's permutation
             into global batches of ``batch_size * world_size`` images and gives rank ``r`` the ``r``-th slice of
             each (the last, shorter global batch is split evenly; at most ``world_size - 1`` images of an epoch
             are left out, so that ranks stay in step). Evaluation strides over the split (rank ``r`` gets images
             ``r, r + world_size, ...``): every image is evaluated exactly once, nothing is padded.
+        world_size: the number of processes.
         epoch_fn: returns the current epoch when iteration starts (the DataModule passes the trainer's
             ``current_epoch``, which a resumed run restores); without it, ``set_epoch`` sets it.
         position_fn: returns how many batches of the current epoch training has finished; saved by
             :meth:`state_dict` so that a run resumed from a mid-epoch checkpoint continues with the next batch.
+
+    Raises:
+        ValueError: ``batch_size`` below 1.
     """
 
     def __init__(
@@ -66,6 +71,11 @@ class TensorBatches:
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches already done) after load_state_dict
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose order the next iteration follows (when there is no ``epoch_fn``).
+
+        Args:
+            epoch: the epoch.
+        """
         self.epoch = epoch
 
     @property
@@ -131,9 +141,15 @@ class TensorBatches:
     # Lightning saves a loader with these two methods in every checkpoint and restores it on resume.
 
     def state_dict(self) -> dict[str, int]:
+        """Where training is: the epoch and the batches of it already done."""
         done = self.position_fn() if self.position_fn is not None else self._yielded
         return {"epoch": self.epoch, "batches": int(done)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume training after the batches a checkpoint had seen (evaluation always starts at the beginning).
+
+        Args:
+            state: what :meth:`state_dict` returned.
+        """
         if self.shuffle:  # only training resumes mid-epoch; evaluation always sees the whole split
             self._resume_at = (int(state["epoch"]), int(state["batches"]))
