@@ -1,5 +1,6 @@
-"""The compiled core of :mod:`imgbench.metrics.retrieval`: every metric of a query from a few linear passes over
-the database, without sorting it (numba, compiled once and cached).
+"""The compiled core of :mod:`imgbench.metrics.retrieval` (numba, compiled once and cached).
+
+Every metric of a query comes from a few linear passes over the database, without sorting it.
 
 Distances are small integers, so the ranking (distance, then database index) is a counting sort: with the
 number of items at each distance known (first pass), an item's place is the number of items at smaller
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .retrieval import _H01, _M1, _M2, _M4  # the constants of retrieval's numpy popcount
+from .bits import _H01, _M1, _M2, _M4  # the constants of the numpy popcount
 
 
 @njit(inline="always")
@@ -45,6 +46,30 @@ def rank_queries(
     precision_r: np.ndarray,
     knn_pred: np.ndarray,  # (Q,) int64
 ) -> None:
+    """Rank the database for every query and write its metrics into the output arrays.
+
+    The arguments' shapes and types are given beside them; the caller,
+    :func:`imgbench.metrics.retrieval.query_metrics`, packs and checks them.
+
+    Args:
+        q_words: the packed query codes.
+        q_lab: the queries' class indices.
+        db_words: the packed database codes, transposed to word by item.
+        db_lab: the database items' class indices.
+        members: the database indices class by class, ascending within a class.
+        class_start: where each class starts in ``members`` (one more entry than classes).
+        nbits: the code length in bits.
+        n_classes: how many classes there are.
+        cutoff: K of AP@K, at most the database size.
+        ks: the k of precision@k, ascending.
+        radius: the Hamming radius of the radius precision.
+        knn_k: the neighbours in the kNN vote.
+        ap: output: AP over the whole ranking, per query.
+        ap_cut: output: AP@K per query.
+        precision: output: precision@k per query and k.
+        precision_r: output: the precision within ``radius`` per query.
+        knn_pred: output: the kNN vote's class index per query.
+    """
     n_words, n_db = db_words.shape
     levels = nbits + 1
     dist = np.empty(n_db, np.uint16)  # codes of up to 65,535 bits

@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from .bits import popcount
+
 __all__ = [
     "DEFAULT_PRECISION_KS",
     "binarize",
@@ -46,10 +48,6 @@ __all__ = [
 ]
 
 DEFAULT_PRECISION_KS = tuple(range(100, 1001, 100))
-_M1, _M2, _M4, _H01 = (
-    np.uint64(v) for v in (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101)
-)
-_HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0
 
 
 def _numpy(x: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
@@ -59,12 +57,30 @@ def _numpy(x: torch.Tensor | np.ndarray | Sequence) -> np.ndarray:
 
 
 def binarize(activations: torch.Tensor | np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Binary codes from hash-layer activations: ``activations >= threshold`` (DLBHC: sigmoid >= 0.5)."""
+    """Binary codes from hash-layer activations: ``activations >= threshold`` (DLBHC: sigmoid >= 0.5).
+
+    Args:
+        activations: the hash layer's activations, ``(N, bits)``.
+        threshold: the value from which a bit is 1.
+
+    Returns:
+        A bool array of the same shape.
+    """
     return _numpy(activations) >= threshold
 
 
 def pack_codes(codes: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(N, bits)`` codes of 0/1 (or bool) -> ``(N, ceil(bits / 64))`` uint64 words, zero-padded."""
+    """Pack binary codes into 64-bit words; bit ``i`` of a code is bit ``i % 64`` of word ``i // 64``.
+
+    Args:
+        codes: ``(N, bits)`` codes of 0/1 (or bool).
+
+    Returns:
+        ``(N, ceil(bits / 64))`` uint64 words, zero-padded.
+
+    Raises:
+        ValueError: ``codes`` is not 2-d or holds values other than 0 and 1.
+    """
     bits = _numpy(codes)
     if bits.ndim != 2:
         raise ValueError(f"codes must be a 2-d (items, bits) array, got shape {bits.shape}")
@@ -82,26 +98,18 @@ def pack_codes(codes: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def unpack_codes(packed: np.ndarray, bits: int) -> np.ndarray:
-    """The inverse of :func:`pack_codes`: ``(N, words)`` uint64 -> ``(N, bits)`` bool."""
+    """The inverse of :func:`pack_codes`.
+
+    Args:
+        packed: ``(N, words)`` uint64 words.
+        bits: the code length to keep.
+
+    Returns:
+        ``(N, bits)`` bool codes.
+    """
     packed = np.ascontiguousarray(packed, dtype="<u8")
     as_bytes = packed.view(np.uint8).reshape(len(packed), -1)
     return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :bits].astype(bool)
-
-
-def popcount(words: np.ndarray) -> np.ndarray:
-    """Set bits of every uint64 word, as uint8."""
-    words = np.asarray(words, dtype=np.uint64)
-    if _HAS_BITWISE_COUNT:
-        return np.bitwise_count(words)
-    return _popcount_swar(words)
-
-
-def _popcount_swar(x: np.ndarray) -> np.ndarray:
-    """Popcount by the classic bit trick (for numpy < 2.0, which has no ``bitwise_count``)."""
-    x = x - ((x >> np.uint64(1)) & _M1)
-    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
-    x = (x + (x >> np.uint64(4))) & _M4
-    return ((x * _H01) >> np.uint64(56)).astype(np.uint8)
 
 
 def _distances(query: np.ndarray, database: np.ndarray, nbits: int) -> np.ndarray:
@@ -114,7 +122,18 @@ def _distances(query: np.ndarray, database: np.ndarray, nbits: int) -> np.ndarra
 
 
 def hamming_distances(query_codes: torch.Tensor | np.ndarray, database_codes: torch.Tensor | np.ndarray) -> np.ndarray:
-    """All Hamming distances between two sets of unpacked 0/1 codes, ``(Q, D)`` (for small sets)."""
+    """All Hamming distances between two sets of unpacked 0/1 codes (for small sets).
+
+    Args:
+        query_codes: ``(Q, bits)`` codes of 0/1 (or bool).
+        database_codes: ``(D, bits)`` codes of 0/1 (or bool).
+
+    Returns:
+        ``(Q, D)`` distances, uint8 (uint16 for codes of 256 bits or more).
+
+    Raises:
+        ValueError: the two sets' codes differ in length.
+    """
     q, d = _numpy(query_codes), _numpy(database_codes)
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"query codes have {q.shape[1]} bits but database codes {d.shape[1]}")
@@ -133,12 +152,28 @@ def query_metrics(
     chunk_elements: int = 1 << 21,
     workers: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-query values of every metric of the module docstring (``ap``, ``ap@K``, ``precision@k``,
-    ``precision_r<r>``, ``knn_correct``) and ``knn_pred``, the kNN label of every query.
+    """Per-query values of every metric of the module docstring, and the kNN label of every query.
 
-    Codes are unpacked ``(N, bits)`` arrays of 0/1 or bool (e.g. from :func:`binarize`); labels are integers.
-    ``chunk_elements`` is the query x database pairs of one task for the ``workers`` threads (memory stays
-    ``O(database)`` per thread whatever it is).
+    Args:
+        query_codes: unpacked ``(Q, bits)`` codes of 0/1 or bool (e.g. from :func:`binarize`).
+        query_labels: the queries' integer labels.
+        database_codes: unpacked ``(N, bits)`` codes, as the queries'.
+        database_labels: the database items' integer labels.
+        map_cutoff: K of AP@K; larger than the database means the whole database.
+        precision_ks: the k of precision@k, each at most the database size.
+        radius: the Hamming radius of ``precision_r<radius>``.
+        knn_k: the neighbours in the kNN vote, at most the database size.
+        chunk_elements: the query x database pairs of one task for the ``workers`` threads (memory stays
+            ``O(database)`` per thread whatever it is).
+        workers: threads; None: as many as torch's thread count, at most the CPU count.
+
+    Returns:
+        One value per query under ``ap``, ``ap@<K>`` (K capped at the database size), ``precision@<k>``,
+        ``precision_r<radius>`` and ``knn_correct`` (0 or 1), and ``knn_pred``, the kNN label.
+
+    Raises:
+        ValueError: the codes or labels do not fit together, codes are longer than 65,535 bits, a set is
+            empty, or a setting is out of range.
     """
     q_codes, d_codes = _numpy(query_codes), _numpy(database_codes)
     q_labels, d_labels = _numpy(query_labels).reshape(-1), _numpy(database_labels).reshape(-1)
@@ -214,8 +249,27 @@ def retrieval_metrics(
     chunk_elements: int = 1 << 21,
     workers: int | None = None,
 ) -> dict[str, float]:
-    """Means over the queries: ``map``, ``map@<cutoff>``, ``precision@<k>``, ``precision_r<radius>`` and
-    ``knn_acc`` (definitions in the module docstring). The cutoff in the name is the one asked for."""
+    """The retrieval metrics of the module docstring, each the mean over the queries.
+
+    Args:
+        query_codes: unpacked ``(Q, bits)`` codes of 0/1 or bool (e.g. from :func:`binarize`).
+        query_labels: the queries' integer labels.
+        database_codes: unpacked ``(N, bits)`` codes, as the queries'.
+        database_labels: the database items' integer labels.
+        map_cutoff: K of mAP@K; larger than the database means the whole database.
+        precision_ks: the k of precision@k, each at most the database size.
+        radius: the Hamming radius of ``precision_r<radius>``.
+        knn_k: the neighbours in the kNN vote, at most the database size.
+        chunk_elements: see :func:`query_metrics`.
+        workers: see :func:`query_metrics`.
+
+    Returns:
+        ``map``, ``map@<cutoff>``, ``precision@<k>``, ``precision_r<radius>`` and ``knn_acc``. The cutoff in
+        the name is the one asked for.
+
+    Raises:
+        ValueError: as :func:`query_metrics`.
+    """
     per_query = query_metrics(
         query_codes,
         query_labels,
