@@ -1,6 +1,6 @@
-"""python -m benchmarks [--quick] [--only overhead,datapath,...] [--threads N] [--repeats N]
+"""Run the benchmark sections and write benchmarks/results.md and benchmarks/results.json.
 
-Runs the benchmark sections and writes benchmarks/results.md and benchmarks/results.json.
+Usage: python -m benchmarks [--quick] [--only overhead,datapath,...] [--threads N] [--repeats N]
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line's options.
+
+    Args:
+        argv: the arguments after the program name.
+
+    Returns:
+        argparse.Namespace: the options.
+    """
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (about 3 minutes): checks that it all runs")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections: {', '.join(SECTIONS)}")
@@ -49,8 +57,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def kept_figures(path: Path, sections: list[str]) -> tuple[list[Figure], dict[str, dict]]:
-    """The figures of the sections not in ``sections`` from an earlier results.json, and per kept section the
-    date it was measured and its seconds."""
+    """The figures of the sections not in ``sections`` from an earlier results.json (``--keep-others``).
+
+    Args:
+        path: the earlier results.json (it may be missing).
+        sections: the sections this run measures again.
+
+    Returns:
+        tuple[list[Figure], dict[str, dict]]: the kept figures, each marked with the date it was measured, and per
+        kept section that date and its seconds.
+    """
     if not path.is_file():
         return [], {}
     old = json.loads(path.read_text())
@@ -65,6 +81,14 @@ def kept_figures(path: Path, sections: list[str]) -> tuple[list[Figure], dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the chosen sections and write results.json and results.md after each.
+
+    Args:
+        argv: the command line's arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        int: the exit status (2 for an unknown section).
+    """
     args = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     quiet()
@@ -104,21 +128,66 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays in the figures' extras (``np.bool_``, ``np.float64``) as plain JSON values."""
+    """Turn numpy scalars and arrays in the figures' extras (``np.bool_``, ``np.float64``) into plain JSON values.
+
+    Args:
+        value: what json cannot write by itself.
+
+    Returns:
+        Any: the value as Python scalars and lists.
+
+    Raises:
+        TypeError: for anything without ``tolist``.
+    """
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# results.md from this line on is written by hand (one-off measurements quoted elsewhere) and kept by every run
+NOTES_MARKER = "<!-- hand-written notes below this line: make bench keeps them -->"
+
+
 def write(out: Path, info: dict, sizes: Sizes, figures: list[Figure]) -> None:
-    """results.json and results.md in ``out``."""
+    """Write results.json and results.md in ``out``.
+
+    Args:
+        out: the folder (made if missing).
+        info: the machine and the run (see :func:`benchmarks.common.machine`).
+        sizes: the sizes measured at.
+        figures: the figures, in report order.
+    """
     out.mkdir(parents=True, exist_ok=True)
     data = {"machine": info, "sizes": vars(sizes), "figures": [f.as_dict() for f in figures]}
     (out / "results.json").write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    (out / "results.md").write_text(report(info, sizes, figures))
+    notes = kept_notes(out / "results.md")
+    (out / "results.md").write_text(report(info, sizes, figures) + (f"\n{notes}" if notes else ""))
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written end of an existing results.md (from :data:`NOTES_MARKER` on), which a new run keeps.
+
+    Args:
+        path: results.md.
+
+    Returns:
+        str: that part, or "" when there is none.
+    """
+    text = path.read_text() if path.is_file() else ""
+    start = text.find(NOTES_MARKER)
+    return text[start:] if start >= 0 else ""
 
 
 def _fmt(value: float, unit: str) -> str:
+    """One sample or median for the report.
+
+    Args:
+        value: the number.
+        unit: its unit ("img/s", "s" or anything else for a bare number).
+
+    Returns:
+        str: the number with its unit.
+    """
     if unit == "img/s":
         return f"{value:,.0f} img/s" if value >= 100 else f"{value:.2f} img/s"
     if unit == "s":
@@ -127,6 +196,16 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def report(info: dict, sizes: Sizes, figures: list[Figure]) -> str:
+    """The text of results.md: the machine, the side-by-side figures, their samples, scaling and the recipe run.
+
+    Args:
+        info: the machine and the run.
+        sizes: the sizes measured at.
+        figures: the figures, in report order.
+
+    Returns:
+        str: the Markdown text.
+    """
     lines = [
         "# imgbench benchmarks",
         "",

@@ -8,8 +8,7 @@ import os
 import platform
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,21 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 
 
 def data_dir() -> Path:
+    """Where the datasets are.
+
+    Returns:
+        Path: ``$IMGBENCH_DATA_DIR`` if set, else the shared datasets folder next to the repository if there is
+        one, else the repository's data/.
+    """
     return Path(os.environ.get("IMGBENCH_DATA_DIR") or (SHARED_DATA if SHARED_DATA.is_dir() else REPO / "data"))
 
 
 def load() -> float:
-    """The 1-minute load average (other jobs on the machine)."""
+    """The 1-minute load average (other jobs on the machine).
+
+    Returns:
+        float: the load average, rounded to two decimals (NaN where the system does not report it).
+    """
     try:
         return round(os.getloadavg()[0], 2)
     except OSError:
@@ -33,6 +42,12 @@ def load() -> float:
 
 
 def machine() -> dict[str, Any]:
+    """What the figures were measured on.
+
+    Returns:
+        dict[str, Any]: the CPU's name, cores, torch's CPU capability, native bf16, the GPU (None if none), the
+        torch and Python versions and torch's threads.
+    """
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         for line in f:
@@ -55,7 +70,21 @@ def machine() -> dict[str, Any]:
 
 @dataclass
 class Figure:
-    """One side-by-side comparison: ``a`` (imgbench / the fast way) against ``b`` (the baseline)."""
+    """One side-by-side comparison: ``a`` (imgbench / the fast way) against ``b`` (the baseline).
+
+    Args:
+        section: the section that measured it.
+        name: what is compared.
+        a_label: what side A is.
+        b_label: what side B is.
+        unit: what a sample is: "s" (lower is better) or "img/s" (higher is better).
+        a: side A's samples, in measurement order.
+        b: side B's samples, in measurement order.
+        target: the ratio it should reach, in words.
+        note: how it was measured.
+        loads: the load average before each sample.
+        extra: what the section adds (whether the target is met, per-size samples, ...).
+    """
 
     section: str
     name: str
@@ -71,10 +100,12 @@ class Figure:
 
     @property
     def a_median(self) -> float:
+        """The median of side A's samples."""
         return statistics.median(self.a)
 
     @property
     def b_median(self) -> float:
+        """The median of side B's samples."""
         return statistics.median(self.b)
 
     @property
@@ -86,13 +117,25 @@ class Figure:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Figure:
-        """The inverse of :meth:`as_dict` (a figure read back from results.json)."""
+        """The inverse of :meth:`as_dict` (a figure read back from results.json).
+
+        Args:
+            d: one entry of results.json's ``figures``.
+
+        Returns:
+            Figure: the figure, its extra keys back in ``extra``.
+        """
         fields = ("section", "name", "a_label", "b_label", "unit", "a", "b", "target", "note")
         derived = ("a_median", "b_median", "ratio", "load")
         extra = {k: v for k, v in d.items() if k not in fields and k not in derived}
         return cls(**{k: d[k] for k in fields}, loads=d.get("load", []), extra=extra)
 
     def as_dict(self) -> dict[str, Any]:
+        """The figure as results.json holds it.
+
+        Returns:
+            dict[str, Any]: the fields, the medians and the ratio, the loads as ``load``, and the extras.
+        """
         return {
             "section": self.section,
             "name": self.name,
@@ -112,7 +155,17 @@ class Figure:
 
 
 def side_by_side(figure: Figure, run_a: Callable[[], float], run_b: Callable[[], float], repeats: int) -> Figure:
-    """Alternate ``run_b`` and ``run_a`` (each returns its sample) ``repeats`` times; B first, then A first."""
+    """Alternate ``run_b`` and ``run_a`` ``repeats`` times: B first, then A first, and so on.
+
+    Args:
+        figure: where the samples and the load before each go.
+        run_a: measures side A once and returns its sample.
+        run_b: measures side B once and returns its sample.
+        repeats: how many samples of each side.
+
+    Returns:
+        Figure: ``figure``, its samples appended.
+    """
     for i in range(repeats):
         order = (("b", run_b), ("a", run_a)) if i % 2 == 0 else (("a", run_a), ("b", run_b))
         for side, fn in order:
@@ -130,22 +183,23 @@ def side_by_side(figure: Figure, run_a: Callable[[], float], run_b: Callable[[],
     return figure
 
 
-@contextlib.contextmanager
-def timer() -> Iterator[Callable[[], float]]:
-    start = time.perf_counter()
-    elapsed: list[float] = []
-    yield lambda: elapsed[0] if elapsed else time.perf_counter() - start
-    elapsed.append(time.perf_counter() - start)
-
-
 def compose(overrides: list[str], output_dir: Path | None = None):
-    """A train.yaml config composed as train.py would (imgbench's own configs), run directory in a temp folder."""
+    """A train.yaml config composed as train.py would (imgbench's own configs).
+
+    Args:
+        overrides: Hydra overrides (the data folder is set first, from :func:`data_dir`).
+        output_dir: the run directory (default: a new temporary folder).
+
+    Returns:
+        The composed config (DictConfig), with its hydra section, also set as the current HydraConfig.
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from imgbench.cli import CONF_DIR, setup_environment
+    from imgbench.cli import setup_environment
+    from imgbench.paths import CONF_DIR
 
     setup_environment()
     out = output_dir or Path(tempfile.mkdtemp(prefix="imgbench-bench-"))

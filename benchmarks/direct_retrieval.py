@@ -1,5 +1,8 @@
-"""A direct NumPy implementation of imgbench.metrics.retrieval's definitions, one query at a time: the baseline
-of the evaluation benchmark (what one writes from the definitions without thinking about speed)."""
+"""A direct NumPy implementation of imgbench.metrics.retrieval's definitions, one query at a time.
+
+It is the baseline of the evaluation benchmark: what one writes from the definitions without thinking about
+speed.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,21 @@ def direct_retrieval_metrics(
     radius: int = 2,
     knn_k: int = 10,
 ) -> dict[str, float]:
-    """The means over the queries of map, map@K, precision@k, precision_r<r> and knn_acc (see retrieval.py)."""
+    """The means over the queries of map, map@K, precision@k, precision_r<r> and knn_acc (see retrieval.py).
+
+    Args:
+        query_codes: the queries' binary codes (Q, bits).
+        query_labels: their Q class labels.
+        database_codes: the database's binary codes (N, bits).
+        database_labels: their N class labels.
+        map_cutoff: K of map@K.
+        precision_ks: the k of each precision@k.
+        radius: the Hamming radius of precision_r<radius>.
+        knn_k: the neighbours that vote in knn_acc.
+
+    Returns:
+        dict[str, float]: each metric's mean over the queries.
+    """
     qc, dc = np.asarray(query_codes, dtype=bool), np.asarray(database_codes, dtype=bool)
     ql, dl = np.asarray(query_labels), np.asarray(database_labels)
     n_db = len(dc)

@@ -131,8 +131,8 @@ def test_channels_last_probe_times_both_layouts_and_keeps_the_random_state():
 
 
 def test_auto_settings_reach_the_trainer_and_module(train_cfg, tmp_path, monkeypatch):
+    from imgbench.build import build_module, build_net, build_trainer
     from imgbench.config import validate
-    from imgbench.run import build_module, build_net, build_trainer
 
     monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(hardware, "probe_channels_last", lambda *a, **k: (True, {False: [1.0], True: [0.5]}))
@@ -147,7 +147,7 @@ def test_auto_settings_reach_the_trainer_and_module(train_cfg, tmp_path, monkeyp
         "module.channels_last=auto",
     )
     validate(cfg)
-    from imgbench.run import build_datamodule
+    from imgbench.build import build_datamodule
 
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
@@ -259,7 +259,7 @@ def test_cifar10_fast_fast_dev_run(train_cfg, tmp_path):
 
 
 def test_onecycle_total_steps_is_filled(train_cfg, tmp_path):
-    from imgbench.run import build_datamodule, build_module, build_net, build_trainer
+    from imgbench.build import build_datamodule, build_module, build_net, build_trainer
 
     root = write_image_folder(tmp_path / "imgs", per_class=8, size=(32, 32))
     cfg = train_cfg(
@@ -287,7 +287,7 @@ def test_onecycle_total_steps_is_filled(train_cfg, tmp_path):
 
 def test_retrieval_equals_the_benchmarks_direct_implementation():
     from benchmarks.direct_retrieval import direct_retrieval_metrics
-    from benchmarks.sections import hash_codes
+    from benchmarks.sections.retrieval import hash_codes
     from imgbench.metrics.retrieval import retrieval_metrics
 
     rng = np.random.default_rng(1)
@@ -401,7 +401,7 @@ def test_results_are_written_with_numpy_values(tmp_path):
 def test_the_end_to_end_baseline_uses_the_same_cnn():
     """The Lightning-template side of the end-to-end figure builds keras_cnn from stock torch.nn layers: the same
     network (same parameters give the same outputs), only imgbench's faster implementation differs."""
-    from benchmarks.sections import template_cnn
+    from benchmarks.sections.datapath import template_cnn
 
     stock = template_cnn().eval()
     ours = create_model("keras_cnn", num_classes=10, in_channels=1, image_size=28).eval()
