@@ -4,14 +4,16 @@ can match."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from imgbench.cli import CONF_DIR, glob_options, options
 from imgbench.config import validate
 from imgbench.errors import ConfigError
+from imgbench.groups import glob_options, options
+from imgbench.paths import CONF_DIR
 from imgbench.report import load
 from imgbench.run import train
 
@@ -65,7 +67,36 @@ def test_experiment_rows_compose_and_name_a_reference(name, tmp_path):
     reference = OmegaConf.select(cfg, "report.reference")
     table = load(reference)  # the table exists
     ablations = {c.setting["ablation"] for c in table.cells if "ablation" in c.setting}
-    assert ablations <= set(options("ablation")), "reference cells name ablation rows that do not exist"
+    swept = {row[0].split("=", 1)[1] for row in rows if row and row[0].startswith("ablation=")}
+    assert ablations <= swept, "reference cells name ablation rows that the experiment does not run"
+
+
+def swept_ablations(name: str) -> set[str]:
+    spec = OmegaConf.select(compose_cfg([f"experiment={name}"]), "hydra.sweeper.params.ablation")
+    return set(sweep_values("ablation", spec)) if spec else set()
+
+
+def test_ablation_rows_live_in_one_folder_per_study():
+    """ablation=<study>/<row>: every row file is in its study's folder, and every swept row exists."""
+    rows = set(options("ablation"))
+    assert rows and all(re.fullmatch(r"study_[a-e]/\w+", r) for r in rows), sorted(rows)
+    swept = set().union(*(swept_ablations(name) for name in STUDIES))
+    assert swept <= rows
+    assert rows - swept == {"study_d/resnet"}  # the one row outside the sweeps (run alone, see its file)
+
+
+def test_cifar10_fast_takes_every_number_from_its_recipe(tmp_path):
+    cfg = compose_cfg(["experiment=cifar10_fast"], output_dir=tmp_path)
+    raw = OmegaConf.to_yaml(cfg)
+    used = set(re.findall(r"\$\{recipe\.(\w+)\}", raw))
+    assert used == set(cfg.recipe), "a recipe value no block uses, or a block naming no recipe value"
+    r = cfg.recipe
+    blocks = (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.optimizer.lr, cfg.module.label_smoothing)
+    assert blocks == (r.batch_size, r.epochs, r.lr, r.label_smoothing) == (1024, 16, 1.0, 0.2)
+    assert cfg.callbacks.ema.decay == 0.99 and cfg.data.augment.crop_padding == 2
+    assert list(cfg.callbacks) == ["patch_whitening", "ema", "last_checkpoint"]  # the order they run in
+    cfg = compose_cfg(["experiment=cifar10_fast", "recipe.batch_size=512"], output_dir=tmp_path)
+    assert cfg.data.batch_size == 512
 
 
 EXPECTED_ROWS = {

@@ -89,7 +89,7 @@ def test_paper_values_beside_ours_with_units_and_not_run_cells(tmp_path):
 
 
 def test_error_percent_tables_convert_our_accuracy(tmp_path):
-    _job(tmp_path, "0", ["ablation=study_a_final", "data=mnist"], 0.9951, choices={"ablation": "study_a_final"})
+    _job(tmp_path, "0", ["ablation=study_a/final", "data=mnist"], 0.9951, choices={"ablation": "study_a/final"})
     report = build_report(tmp_path, reference="study_a/ablation")
     cell = next(c for c in report.comparison() if c["cell"].endswith("(final), MNIST"))
     assert cell["paper"] == "0.50" and cell["ours"] == "0.49" and cell["diff"] == "-0.01"

@@ -11,6 +11,14 @@ from .table import build_report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the table of every run under a directory and write it there as report.md and report.csv.
+
+    Args:
+        argv: the command-line arguments; None: ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0, or 2 after a user error (printed to stderr).
+    """
     parser = argparse.ArgumentParser(
         prog="imgbench-report",
         description="Collect every metrics.json under a run or multirun directory into one table "

@@ -17,7 +17,13 @@ IGNORED_KEYS = ("hydra.", "paths.", "sweep.", "logger", "callbacks", "trainer.ac
 
 @dataclass
 class Run:
-    """One job: where it is, what it reported, and its command-line overrides as a dict."""
+    """One job: where it is, what it reported, and its command-line overrides as a dict.
+
+    Attributes:
+        path: the job directory.
+        record: its ``metrics.json`` (or a stand-in with ``status`` when it has none or it is unreadable).
+        overrides: its command-line overrides, ``key -> value``, without the launch-only keys.
+    """
 
     path: Path
     record: dict[str, Any]
@@ -25,14 +31,23 @@ class Run:
 
     @property
     def status(self) -> str:
+        """The recorded status (``finished``, ``failed``, ``unfinished``, ...; ``unknown`` when none)."""
         return str(self.record.get("status", "unknown"))
 
     @property
     def finished(self) -> bool:
+        """Whether the job finished."""
         return self.status == "finished"
 
     def value(self, key: str) -> Any:
-        """A setting of this run: a config-group choice, a metrics.json field, or a flattened config key."""
+        """A setting of this run: a config-group choice, a metrics.json field, or a flattened config key.
+
+        Args:
+            key: the setting, e.g. ``model``, ``seed`` or ``optimizer.lr``.
+
+        Returns:
+            Its value, or None when the run does not say.
+        """
         choices = self.record.get("choices") or {}
         if key in choices:
             return choices[key]
@@ -44,6 +59,7 @@ class Run:
         return self.overrides.get(key)
 
     def metric(self, name: str) -> float | None:
+        """A number this run reported (under ``metrics`` or at the top of ``metrics.json``); None if absent."""
         value = (self.record.get("metrics") or {}).get(name)
         if value is None and name in self.record:
             value = self.record[name]
@@ -51,7 +67,16 @@ class Run:
 
 
 def parse_overrides(lines: list[str]) -> dict[str, str]:
-    """``["model=resnet34", "+x=1", "~y"]`` -> ``{"model": "resnet34", "x": "1"}`` (deletions dropped)."""
+    """Turn Hydra override lines into a dict.
+
+    E.g. ``["model=resnet34", "+x=1", "~y"]`` -> ``{"model": "resnet34", "x": "1"}``.
+
+    Args:
+        lines: the override lines; deletions (no ``=``) are dropped and ``+``/``~`` prefixes removed.
+
+    Returns:
+        ``key -> value``.
+    """
     out: dict[str, str] = {}
     for line in lines:
         if "=" not in line:
@@ -74,6 +99,15 @@ def find_runs(root: str | Path) -> list[Run]:
 
     A job directory is one with ``.hydra/`` or ``metrics.json``; a job without ``metrics.json`` is reported as
     ``unfinished`` (it was killed, or is still running).
+
+    Args:
+        root: a run directory or a multirun directory.
+
+    Returns:
+        The jobs, sorted by path (numbered job directories in numeric order).
+
+    Raises:
+        UserError: ``root`` is not a directory.
     """
     root = Path(root)
     if not root.is_dir():

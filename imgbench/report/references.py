@@ -28,6 +28,17 @@ class Cell:
 
 @dataclass
 class ReferenceTable:
+    """One table of a paper: its cells and where they come from.
+
+    Attributes:
+        name: ``<study>/<table>``.
+        title: the paper's title.
+        caption: the table's caption.
+        source: where in the paper the numbers are.
+        note: how the numbers are to be read, on one line.
+        cells: the table's numbers.
+    """
+
     name: str  # "<study>/<table>"
     title: str
     caption: str
@@ -37,7 +48,11 @@ class ReferenceTable:
 
 
 def available() -> list[str]:
-    """Every ``<study>/<table>`` name."""
+    """Every reference table there is.
+
+    Returns:
+        The ``<study>/<table>`` names.
+    """
     names = []
     for f in sorted(resources.files(__package__).joinpath("references").iterdir(), key=lambda p: p.name):
         if f.name.endswith(".yaml"):
@@ -47,7 +62,18 @@ def available() -> list[str]:
 
 
 def load(name: str) -> ReferenceTable:
-    """Load ``<study>/<table>``, e.g. ``study_e/mnist``."""
+    """Load a paper's table.
+
+    Args:
+        name: ``<study>/<table>``, e.g. ``study_e/mnist``.
+
+    Returns:
+        The table.
+
+    Raises:
+        UserError: there is no such table.
+        ValueError: the table's file gives an unknown unit.
+    """
     study, _, table = name.partition("/")
     path = resources.files(__package__).joinpath("references", f"{study}.yaml")
     if not table or not path.is_file():
@@ -81,7 +107,15 @@ def load(name: str) -> ReferenceTable:
 
 
 def to_unit(value: float, unit: str) -> float:
-    """Our metric (an accuracy in [0, 1]) in the paper's unit."""
+    """Our metric (an accuracy in [0, 1]) in the paper's unit.
+
+    Args:
+        value: the accuracy, in [0, 1].
+        unit: one of :data:`UNITS`.
+
+    Returns:
+        ``value`` as a fraction, a percentage, or an error percentage.
+    """
     if unit == "percent":
         return 100.0 * value
     if unit == "error_percent":
@@ -103,5 +137,13 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def matches(run: Run, setting: dict[str, Any]) -> bool:
-    """Whether every key of ``setting`` has that value in ``run``."""
+    """Whether every key of ``setting`` has that value in ``run``.
+
+    Args:
+        run: one of our runs.
+        setting: ``key -> value`` that a paper's cell belongs to.
+
+    Returns:
+        True when the run has every value (numbers compared as numbers, booleans case-insensitively).
+    """
     return all(_same(run.value(k), v) for k, v in setting.items())

@@ -24,16 +24,26 @@ class Group:
     runs: list[Run] = field(default_factory=list)
 
     def values(self, metric: str) -> list[float]:
+        """The values of ``metric`` of the finished runs that reported it."""
         return [v for r in self.runs if r.finished and (v := r.metric(metric)) is not None]
 
 
 @dataclass
 class Stat:
+    """The mean and standard deviation of ``n`` values.
+
+    Attributes:
+        mean: the mean (NaN when there are none).
+        std: the sample standard deviation (0 for one value).
+        n: how many values.
+    """
+
     mean: float
     std: float
     n: int
 
     def fmt(self, digits: int = 4) -> str:
+        """``mean ± std`` with ``digits`` decimals; just the mean for one value, ``-`` for none."""
         if self.n == 0:
             return "-"
         if self.n == 1:
@@ -42,14 +52,28 @@ class Stat:
 
 
 def stat(values: Sequence[float]) -> Stat:
-    """Mean and sample standard deviation (0 for one value)."""
+    """Mean and sample standard deviation (0 for one value).
+
+    Args:
+        values: the numbers.
+
+    Returns:
+        Their statistics (NaN mean and ``n = 0`` when there are none).
+    """
     if not values:
         return Stat(math.nan, math.nan, 0)
     return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
 
 def swept_keys(runs: list[Run]) -> list[str]:
-    """Override keys whose value differs between runs (seed excluded), in first-seen order."""
+    """Override keys whose value differs between runs (seed excluded), in first-seen order.
+
+    Args:
+        runs: the runs.
+
+    Returns:
+        The swept keys: the table's columns.
+    """
     keys: dict[str, set[str]] = {}
     for r in runs:
         for k in r.overrides:
@@ -60,6 +84,15 @@ def swept_keys(runs: list[Run]) -> list[str]:
 
 
 def group_runs(runs: list[Run], keys: list[str]) -> list[Group]:
+    """Group runs by their values of ``keys``: runs that differ only by seed (or unswept keys) go together.
+
+    Args:
+        runs: the runs.
+        keys: the swept override keys (see :func:`swept_keys`).
+
+    Returns:
+        The groups, in the order their first run appears.
+    """
     groups: dict[tuple, Group] = {}
     for r in runs:
         key = tuple((k, r.overrides.get(k, "")) for k in keys)
@@ -80,6 +113,7 @@ class Report:
     # ------------------------------------------------------------------ the results table
 
     def rows(self) -> list[dict[str, Any]]:
+        """The results table: one row per group, the swept keys then the statistics."""
         rows = []
         for g in self.groups:
             acc, val = stat(g.values("test/acc")), stat(g.values("val/acc_best"))
@@ -114,11 +148,13 @@ class Report:
         return shared
 
     def failures(self) -> list[Run]:
+        """The runs that did not finish."""
         return [r for r in self.runs if not r.finished]
 
     # ------------------------------------------------------------------ the paper's table beside ours
 
     def comparison(self) -> list[dict[str, Any]]:
+        """The paper's table beside ours: one row per paper cell (empty without a reference table)."""
         if self.reference is None:
             return []
         out = []
@@ -144,6 +180,7 @@ class Report:
     # ------------------------------------------------------------------ rendering
 
     def markdown(self) -> str:
+        """The whole report as markdown: settings, results table, the paper's table, runs that failed."""
         lines = [f"# Report: {self.root}", ""]
         constants = self.constants()
         if constants:
@@ -168,6 +205,7 @@ class Report:
         return "\n".join(lines)
 
     def csv(self) -> str:
+        """The results table as CSV (empty when there are no runs)."""
         buf = io.StringIO()
         rows = self.rows()
         if rows:
@@ -177,7 +215,11 @@ class Report:
         return buf.getvalue()
 
     def write(self) -> list[Path]:
-        """Write report.md and report.csv (and comparison.csv with a reference) into the root directory."""
+        """Write report.md and report.csv (and comparison.csv with a reference) into the root directory.
+
+        Returns:
+            The paths written.
+        """
         paths = [self.root / "report.md", self.root / "report.csv"]
         write_text(paths[0], self.markdown())
         write_text(paths[1], self.csv())
@@ -206,7 +248,19 @@ def _md_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def build_report(root: str | Path, reference: str | None = None) -> Report:
-    """Collect every run under ``root`` and group it; ``reference`` defaults to the one the runs name."""
+    """Collect every run under ``root`` and group it.
+
+    Args:
+        root: a run or multirun directory.
+        reference: the paper table to compare with (``<study>/<table>``); None: the one the runs name, if
+            they all name the same one.
+
+    Returns:
+        The report.
+
+    Raises:
+        UserError: ``root`` is not a directory or the reference table is unknown.
+    """
     runs = find_runs(root)
     if reference is None:
         named = {r.record.get("reference") for r in runs if r.record.get("reference")}
