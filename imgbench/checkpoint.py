@@ -17,8 +17,11 @@ CONFIG_KEY = "imgbench"  # the checkpoint entry with the run's config (eval.py r
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, but the file appears only when complete: written to a temporary file next
-    to it, flushed to disk, then renamed over the old one. A kill during a save leaves the previous checkpoint."""
+    """Lightning's checkpoint writer, but the file appears only when complete.
+
+    The checkpoint is written to a temporary file next to it, flushed to disk, then renamed over the old one. A
+    kill during a save leaves the previous checkpoint.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
         fs = get_filesystem(path)
@@ -29,7 +32,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by imgbench with ``weights_only=True`` (no code is unpickled)."""
+    """Load a checkpoint written by imgbench with ``weights_only=True`` (no code is unpickled).
+
+    Args:
+        path: the ``.ckpt`` file.
+
+    Returns:
+        The checkpoint dictionary (with ``state_dict`` and the run config under :data:`CONFIG_KEY`).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or not an imgbench checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/last.ckpt")
@@ -47,7 +60,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_fits(ckpt: dict[str, Any], module: torch.nn.Module, path: str | os.PathLike) -> None:
-    """A one-line error when a checkpoint's weights do not fit ``module`` (another model, other classes)."""
+    """Check that a checkpoint's weights fit ``module`` (not another model, not other classes).
+
+    Args:
+        ckpt: the checkpoint, as :func:`read_checkpoint` returns it.
+        module: the LightningModule the weights are for.
+        path: the checkpoint file (named in the error).
+
+    Raises:
+        CheckpointError: a one-line error when tensors are missing, unexpected or mis-shaped.
+    """
     ours = module.state_dict()
     theirs = ckpt["state_dict"]
     saved = (ckpt.get(CONFIG_KEY) or {}).get("config") or {}
@@ -66,7 +88,11 @@ def check_fits(ckpt: dict[str, Any], module: torch.nn.Module, path: str | os.Pat
 
 
 def rng_state() -> dict[str, Any]:
-    """The global torch random states (dropout and other layers draw from them)."""
+    """The global torch random states (dropout and other layers draw from them).
+
+    Returns:
+        The CPU generator's state under ``torch`` and, when CUDA is in use, every GPU's under ``cuda``.
+    """
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -74,6 +100,11 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the global torch random states that :func:`rng_state` returned.
+
+    Args:
+        state: the saved states; a ``cuda`` entry is skipped on a machine without CUDA.
+    """
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():

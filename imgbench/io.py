@@ -1,5 +1,7 @@
-"""Safe file writing: every result file is written to a temporary file and renamed into place,
-so a kill during a write leaves the previous good file (or none), never half a file."""
+"""Safe file writing: every result file is written to a temporary file and renamed into place.
+
+A kill during a write leaves the previous good file (or none), never half a file.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +16,18 @@ from typing import IO, Any
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on success, fsync and rename it onto ``path``."""
+    """Open a temporary file next to ``path``; on success, fsync and rename it onto ``path``.
+
+    On an error the temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        path: the file to write (its folder is created).
+        mode: the ``open`` mode (``w`` or ``wb``).
+        **kwargs: passed on to ``open`` (``encoding``, ``newline``, ...).
+
+    Yields:
+        The open temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -38,14 +51,24 @@ def _umask() -> int:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented JSON, atomically.
+
+    Args:
+        path: the file.
+        data: JSON-serialisable data (numpy and torch scalars and paths are converted).
+    """
     with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
         f.write("\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` atomically."""
+    """Write ``text`` atomically.
+
+    Args:
+        path: the file.
+        text: its whole content.
+    """
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
 

@@ -1,6 +1,6 @@
-"""Lightning callbacks: the resume checkpoint, graceful interruption, and a run's reports (curves, confusion
-matrix, prediction grid, submission.csv).
+"""Lightning callbacks: the resume checkpoint, graceful interruption and a run's reports.
 
+The reports are the training curves, the confusion matrix, the prediction grid and ``submission.csv``.
 Configured in ``conf/callbacks/reports.yaml`` (part of ``callbacks=default``); each can be removed with
 ``~callbacks.<name>``. Files go into the run directory from global rank 0; figures also go to TensorBoard's
 images tab when a TensorBoardLogger is configured.

@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class ReportCallback(L.Callback):
-    """Base class: writes into ``output_dir`` (default: the run directory, ``trainer.default_root_dir``) from
-    global rank 0 only, and logs its figures to every TensorBoard logger of the run (none: files only).
+    """Base class of the report callbacks: files in the run directory, figures also in TensorBoard.
+
+    Writes into ``output_dir`` (default: the run directory, ``trainer.default_root_dir``) from global rank 0
+    only, and logs its figures to every TensorBoard logger of the run (none: files only).
 
     Args:
         output_dir: the folder for the files; None: ``trainer.default_root_dir`` (``paths.output_dir``).
@@ -29,12 +31,24 @@ class ReportCallback(L.Callback):
         self.tensorboard = tensorboard
 
     def run_dir(self, trainer: L.Trainer) -> Path:
+        """The folder the files go into: ``output_dir``, or else the trainer's ``default_root_dir``."""
         return Path(self.output_dir if self.output_dir is not None else trainer.default_root_dir)
 
     def publish(
         self, trainer: L.Trainer, fig: Figure, filename: str | None, tag: str, tensorboard: bool = True
     ) -> Path | None:
-        """Save ``fig`` as ``<run dir>/<filename>`` (if a name is given) and log it to TensorBoard as ``tag``."""
+        """Save ``fig`` as ``<run dir>/<filename>`` (if a name is given) and log it to TensorBoard as ``tag``.
+
+        Args:
+            trainer: the running trainer (its run directory, loggers and global step).
+            fig: the figure to save and log.
+            filename: the PNG's name in the run directory; None or empty: no file.
+            tag: the TensorBoard image tag.
+            tensorboard: log this figure to TensorBoard (when the callback's ``tensorboard`` is on too).
+
+        Returns:
+            The path of the PNG written, or None when no file was written.
+        """
         path = None
         rgb = figure_to_rgb(fig)  # rendered once for both
         if filename:
@@ -48,7 +62,14 @@ class ReportCallback(L.Callback):
 
 
 def run_title(trainer: L.Trainer) -> str:
-    """``<model> on <data>`` from the imgbench run config and DataModule, as far as they are known."""
+    """A figure title, ``<model> on <data>``, from the imgbench run config and DataModule, as far as known.
+
+    Args:
+        trainer: the trainer whose LightningModule and DataModule are described.
+
+    Returns:
+        ``<model> on <data>``, or just the model's name when the DataModule has no ``name``.
+    """
     module = trainer.lightning_module
     config = getattr(module, "run_config", None) or {}
     target = str((config.get("model") or {}).get("_target_", ""))
@@ -58,6 +79,14 @@ def run_title(trainer: L.Trainer) -> str:
 
 
 def class_names(trainer: L.Trainer, num_classes: int) -> list[str]:
-    """The DataModule's class names, or ``0``, ``1``, ... when it has none."""
+    """The DataModule's class names, or ``0``, ``1``, ... when it has none.
+
+    Args:
+        trainer: the trainer whose DataModule may have ``classes``.
+        num_classes: how many classes the model predicts; names of another length are not used.
+
+    Returns:
+        One name per class.
+    """
     classes = list(getattr(trainer.datamodule, "classes", None) or [])
     return [str(c) for c in classes] if len(classes) == num_classes else [str(i) for i in range(num_classes)]

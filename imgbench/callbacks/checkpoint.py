@@ -14,13 +14,22 @@ log = logging.getLogger(__name__)
 
 
 class LastCheckpoint(Checkpoint):
-    """Saves ``<dirpath>/last.ckpt`` at the end of every training epoch (after its validation) and every
-    ``every_n_train_steps`` steps, so a killed run loses at most that much work and resumes exactly.
+    """Saves ``<dirpath>/last.ckpt`` at the end of every training epoch and every ``every_n_train_steps`` steps.
+
+    The epoch's checkpoint comes after its validation. A killed run loses at most that much work and resumes
+    exactly.
 
     Lightning's ``ModelCheckpoint(save_last=True)`` only refreshes ``last.ckpt`` when it also saves a top-k
     checkpoint; this one always does, so ``last.ckpt`` is the final model that ``eval.py`` reproduces.
     Being a :class:`Checkpoint`, it runs after the LightningModule's own epoch-end hook, so the saved state
     includes that epoch's bookkeeping.
+
+    Args:
+        dirpath: the folder of ``last.ckpt``.
+        every_n_train_steps: also save every this many optimizer steps; None: only at the end of each epoch.
+
+    Raises:
+        ValueError: ``every_n_train_steps`` is below 1.
     """
 
     FILE = "last.ckpt"
@@ -33,6 +42,7 @@ class LastCheckpoint(Checkpoint):
 
     @property
     def path(self) -> Path:
+        """The checkpoint file, ``<dirpath>/last.ckpt``."""
         return self.dirpath / self.FILE
 
     def _save(self, trainer: L.Trainer) -> None:

@@ -1,5 +1,7 @@
-"""Training and validation loss and accuracy per epoch: ``curves.png`` (and ``history.csv``), like Keras's
-``history`` plots that studies D and E show."""
+"""Training and validation loss and accuracy per epoch: ``curves.png`` (and ``history.csv``).
+
+They look like the Keras ``history`` plots that studies D and E show.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +38,11 @@ class MetricCurves(ReportCallback):
         filename: the PNG in the run directory.
         history_filename: the same numbers as CSV (``epoch,train_loss,train_acc,val_loss,val_acc``); None: none.
         every_n_epochs: also redraw during training every this many epochs (0: only when training ends).
-        output_dir, tensorboard: see :class:`ReportCallback`; TensorBoard gets the final figure as ``curves``.
+        output_dir: see :class:`ReportCallback`.
+        tensorboard: see :class:`ReportCallback`; TensorBoard gets the final figure as ``curves``.
+
+    Raises:
+        ValueError: ``every_n_epochs`` is negative.
     """
 
     def __init__(
@@ -97,12 +103,21 @@ class MetricCurves(ReportCallback):
     # ------------------------------------------------------------------ output
 
     def series(self) -> tuple[list[int], dict[str, list[float | None]]]:
-        """1-based epochs and one list per metric (None where an epoch has no value)."""
+        """The recorded history as plot series.
+
+        Returns:
+            The 1-based epochs and metric -> one value per epoch (None where an epoch has no value).
+        """
         epochs = sorted(self.history)
         return [e + 1 for e in epochs], {m: [self.history[e].get(m) for e in epochs] for m in METRICS}
 
     def write(self, trainer: L.Trainer, final: bool = True) -> None:
-        """Draw the curves (and the CSV) into the run directory; the final figure also goes to TensorBoard."""
+        """Draw the curves (and the CSV) into the run directory; the final figure also goes to TensorBoard.
+
+        Args:
+            trainer: the running trainer; only global rank 0 writes.
+            final: whether this is the figure at the end of training (the one logged to TensorBoard).
+        """
         if not trainer.is_global_zero:
             return
         epochs, values = self.series()

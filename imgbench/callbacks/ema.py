@@ -9,13 +9,22 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 
 
 class EMA(EMAWeightAveraging):
-    """Lightning's :class:`EMAWeightAveraging`, with two things a recipe needs:
+    """Lightning's :class:`EMAWeightAveraging`, with two things a recipe needs.
 
     - ``start_fraction``: average the steps after this fraction of the run's optimizer steps (0.5: the second half),
       whatever ``trainer.max_epochs`` is. (Lightning's ``update_starting_at_epoch`` alone does not delay the
       per-step updates: they start at step 0, and a short run's average is mostly the initial weights.)
     - until the first update, validation, test and the saved weights are the trained ones (Lightning's callback
       would swap in, and save, the average it has not started yet: the initial weights).
+
+    Args:
+        decay: the EMA decay per update.
+        start_fraction: start averaging after this fraction of the run's optimizer steps, in [0, 1); None: use
+            Lightning's own start (``update_starting_at_step`` / ``update_starting_at_epoch`` in ``kwargs``).
+        **kwargs: passed on to :class:`EMAWeightAveraging`.
+
+    Raises:
+        ValueError: ``start_fraction`` is outside [0, 1).
     """
 
     def __init__(self, decay: float = 0.999, start_fraction: float | None = None, **kwargs) -> None:

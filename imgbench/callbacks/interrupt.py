@@ -27,7 +27,12 @@ def _final_epoch(trainer: L.Trainer) -> bool:
 
 
 class TrainingInterrupted(UserError):  # noqa: N818 (an interruption, not an error)
-    """Raised after the checkpoint is saved; the entry point prints it and exits with 128 + the signal."""
+    """Raised after the checkpoint is saved; the entry point prints it and exits with 128 + the signal.
+
+    Args:
+        message: what happened and how to resume or test.
+        signum: the signal's number; ``exit_code`` is 128 + it.
+    """
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
@@ -35,9 +40,11 @@ class TrainingInterrupted(UserError):  # noqa: N818 (an interruption, not an err
 
 
 class GracefulInterrupt(Checkpoint):
-    """On SIGINT or SIGTERM during training: finish the current batch, save ``<dirpath>/last.ckpt`` and stop
-    with a message that says how to resume. A second signal stops at once. During testing, training is
-    already complete and the run just stops.
+    """Stops a run on SIGINT or SIGTERM, saving a resumable checkpoint first when it is training.
+
+    During training it finishes the current batch, saves ``<dirpath>/last.ckpt`` and stops with a message
+    that says how to resume. A second signal stops at once. During testing, training is already complete and
+    the run just stops.
 
     The checkpoint is taken where a resumed run continues exactly: after a batch inside the epoch, or, when
     the signal comes at the epoch's last batch or during its validation, once the epoch has ended (as a
@@ -45,6 +52,9 @@ class GracefulInterrupt(Checkpoint):
 
     Under DDP the processes agree at every training batch on whether any of them was signalled, so that all of
     them save (a collective step) and stop at the same batch.
+
+    Args:
+        dirpath: the folder of ``last.ckpt`` (the run's ``checkpoints`` folder).
     """
 
     def __init__(self, dirpath: str) -> None:

@@ -22,7 +22,15 @@ RIGHT_COLOR, WRONG_COLOR = "#1a7f37", "#cf222e"  # green / red titles in the pre
 
 
 def figure_to_rgb(fig: Figure, dpi: int = 100) -> np.ndarray:
-    """``fig`` rendered as an ``(H, W, 3)`` uint8 array (for a PNG and ``SummaryWriter.add_image``)."""
+    """Render a figure for a PNG and ``SummaryWriter.add_image``.
+
+    Args:
+        fig: the figure.
+        dpi: its resolution, in dots per inch.
+
+    Returns:
+        ``fig`` as an ``(H, W, 3)`` uint8 array.
+    """
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
@@ -30,7 +38,12 @@ def figure_to_rgb(fig: Figure, dpi: int = 100) -> np.ndarray:
 
 
 def save_png(image: Figure | np.ndarray, path: str | os.PathLike) -> None:
-    """Write a figure or an ``(H, W, 3)`` uint8 array as a PNG, atomically."""
+    """Write a figure or an ``(H, W, 3)`` uint8 array as a PNG, atomically.
+
+    Args:
+        image: a figure (rendered at 100 dpi) or an ``(H, W, 3)`` uint8 array.
+        path: the PNG file to write.
+    """
     from PIL import Image
 
     rgb = figure_to_rgb(image) if isinstance(image, Figure) else image
@@ -49,6 +62,9 @@ def draw_curves(history: Mapping[str, Sequence[float | None]], epochs: Sequence[
             measured that epoch, e.g. validation every n epochs).
         epochs: the x values (1-based epoch numbers).
         title: a line above both panels (the model and data).
+
+    Returns:
+        The figure.
     """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -91,6 +107,14 @@ def draw_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], title: str
     """Counts (rows: true class, columns: predicted class), coloured by the share of each true class.
 
     Counts are written in the cells up to 30 classes; beyond that only the colours remain readable.
+
+    Args:
+        matrix: ``(C, C)`` counts, rows: true class, columns: predicted class.
+        classes: the ``C`` class names.
+        title: a line above the matrix.
+
+    Returns:
+        The figure.
     """
     matrix = np.asarray(matrix)
     n = len(classes)
@@ -129,7 +153,14 @@ def draw_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], title: str
 
 
 def grid_shape(count: int) -> tuple[int, int]:
-    """(rows, columns) of a near-square grid: 12 -> 3 x 4, 25 -> 5 x 5."""
+    """The shape of a near-square grid for ``count`` panels, e.g. 12 -> 3 x 4, 25 -> 5 x 5.
+
+    Args:
+        count: how many panels the grid holds.
+
+    Returns:
+        ``(rows, columns)``.
+    """
     cols = math.ceil(math.sqrt(count))
     return math.ceil(count / cols), cols
 
@@ -146,9 +177,16 @@ def draw_prediction_grid(
     Args:
         images: uint8 ``(N, H, W)``, ``(N, 1, H, W)`` or ``(N, 3, H, W)`` (what the DataModules keep), or
             ``(N, H, W, 3)``.
-        labels, predictions: class indices, one per image.
+        labels: the true class index of each image.
+        predictions: the predicted class index of each image.
         classes: class names.
         title: a line above the grid.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: there are no images.
     """
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):

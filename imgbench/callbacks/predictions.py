@@ -1,5 +1,7 @@
-"""Reports on the test predictions: the confusion matrix, a grid of test images with their predicted labels, and
-``submission.csv`` with every prediction (studies D and E).
+"""Reports on the test predictions (studies D and E).
+
+The reports are the confusion matrix, a grid of test images with their predicted labels, and
+``submission.csv`` with every prediction.
 
 Each callback collects what ``test_step`` returns (``{"logits", "targets"}`` per batch) and, when the test
 epoch ends, puts the predictions back into the test split's order. Under DDP every rank evaluates a strided
@@ -44,6 +46,7 @@ class Predictions:
 
     @property
     def correct(self) -> int:
+        """How many predictions are right."""
         return int((self.pred == self.label).sum())
 
 
@@ -79,7 +82,12 @@ def _test_split(trainer: L.Trainer) -> Any | None:
 
 
 class PredictionReport(ReportCallback):
-    """Base class: collects the test predictions; subclasses write them in :meth:`report` (global rank 0)."""
+    """Base class: collects the test predictions; subclasses write them in :meth:`report` (global rank 0).
+
+    Args:
+        output_dir: see :class:`ReportCallback`.
+        tensorboard: see :class:`ReportCallback`.
+    """
 
     def __init__(self, output_dir: str | os.PathLike | None = None, tensorboard: bool = True) -> None:
         super().__init__(output_dir, tensorboard)
@@ -113,7 +121,15 @@ class PredictionReport(ReportCallback):
         self._num_classes = logits.shape[-1]
 
     def collect(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Predictions | None:
-        """This epoch's predictions from every rank, in the test split's order (called on every rank)."""
+        """This epoch's predictions from every rank, in the test split's order (called on every rank).
+
+        Args:
+            trainer: the running trainer.
+            pl_module: the LightningModule under test (its device and ``all_gather``).
+
+        Returns:
+            The gathered predictions, or None when no rank tested any image.
+        """
         device = pl_module.device
         if self._parts:
             pred, prob, label = (torch.cat(t).to(device) for t in zip(*self._parts))
@@ -145,6 +161,12 @@ class PredictionReport(ReportCallback):
             self.report(trainer, predictions)
 
     def report(self, trainer: L.Trainer, predictions: Predictions) -> None:
+        """Write the report from the gathered predictions (global rank 0 only).
+
+        Args:
+            trainer: the running trainer.
+            predictions: every rank's predictions, in the test split's order.
+        """
         raise NotImplementedError
 
 
@@ -153,13 +175,16 @@ def _pad(t: torch.Tensor, width: int) -> torch.Tensor:
 
 
 class ConfusionMatrixReport(PredictionReport):
-    """The test split's confusion matrix (torchmetrics): a PNG with the class names and a CSV of counts
-    (rows: true class, columns: predicted class; the header and first column hold the class names).
+    """The test split's confusion matrix (torchmetrics): a PNG with the class names and a CSV of counts.
+
+    In the CSV, rows are the true class and columns the predicted class; the header and first column hold the
+    class names.
 
     Args:
         filename: the PNG in the run directory (None: none).
         csv_filename: the CSV in the run directory (None: none).
-        output_dir, tensorboard: see :class:`ReportCallback`; TensorBoard gets ``test/confusion_matrix``.
+        output_dir: see :class:`ReportCallback`.
+        tensorboard: see :class:`ReportCallback`; TensorBoard gets ``test/confusion_matrix``.
     """
 
     def __init__(
@@ -204,7 +229,11 @@ class PredictionGrid(PredictionReport):
             ``first`` (the first tested images) or ``errors`` (wrong predictions first, then right ones).
         seed: the seed of the random choice.
         filename: the PNG in the run directory (None: TensorBoard only).
-        output_dir, tensorboard: see :class:`ReportCallback`; TensorBoard gets ``test/predictions``.
+        output_dir: see :class:`ReportCallback`.
+        tensorboard: see :class:`ReportCallback`; TensorBoard gets ``test/predictions``.
+
+    Raises:
+        ValueError: ``count`` is below 1 or ``sample`` is not one of :attr:`SAMPLES`.
     """
 
     SAMPLES = ("random", "first", "errors")
@@ -229,7 +258,14 @@ class PredictionGrid(PredictionReport):
         self.filename = filename
 
     def choose(self, predictions: Predictions) -> torch.Tensor:
-        """Rows of ``predictions`` to show, in test-split order (errors first for ``errors``)."""
+        """Rows of ``predictions`` to show, in test-split order (errors first for ``errors``).
+
+        Args:
+            predictions: the gathered test predictions.
+
+        Returns:
+            At most ``count`` row indices into ``predictions``.
+        """
         n = len(predictions)
         k = min(self.count, n)
         if self.sample == "first":
@@ -258,8 +294,10 @@ class PredictionGrid(PredictionReport):
 
 
 class SubmissionWriter(PredictionReport):
-    """``submission.csv``: one row per test image, in the test split's order, with the columns
-    ``index,label,predicted,probability,label_name,predicted_name`` (probability: of the predicted class).
+    """``submission.csv``: one row per test image, in the test split's order.
+
+    The columns are ``index,label,predicted,probability,label_name,predicted_name`` (probability: of the
+    predicted class).
 
     Args:
         filename: the CSV in the run directory.

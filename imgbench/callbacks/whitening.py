@@ -12,10 +12,11 @@ log = logging.getLogger(__name__)
 
 
 class PatchWhitening(L.Callback):
-    """Calls ``net.init_whitening(images)`` (e.g. :class:`imgbench.models.fastnet.FastNet`) at fit start with the
-    first ``max_images`` training images, normalised as the model sees them (centre-cropped when the data
-    crops). A model whose whitening is already set (a resumed run: the flag is in its state_dict) is left as
-    it is.
+    """Calls ``net.init_whitening(images)`` at fit start (e.g. :class:`imgbench.models.fastnet.FastNet`).
+
+    The images are the first ``max_images`` training images, normalised as the model sees them
+    (centre-cropped when the data crops). A model whose whitening is already set (a resumed run: the flag is
+    in its state_dict) is left as it is.
 
     Args:
         max_images: how many training images estimate the patch covariance.
