@@ -1,60 +1,50 @@
-"""Config validation: every mistake a user can make in a composed config becomes one line that names the
-key, the bad value and the fix, raised before any data is loaded.
+"""The one check of a composed config.
 
-Two kinds of checks:
-- keys: top-level keys against the known set, and every node with a ``_target_`` against the parameters
-  of the callable it names (so a misspelt ``trainer.max_epoch`` or ``optimizer.learning_rate`` is caught
-  wherever it was written: command line, experiment file or config group);
-- values: the ranges that cannot work (a learning rate <= 0, ``max_epochs=0``, a batch size < 1, ...).
+Every mistake becomes one line that names the key, the value and the fix, raised before any data is loaded.
+
+Hydra's structured configs (:mod:`imgbench.schema`) have already checked the top-level keys and the types they
+declare while composing. This module checks what a schema cannot say:
+
+- keys: every node with a ``_target_`` against the parameters of what it names (a misspelt ``trainer.max_epoch``
+  or ``optimizer.learning_rate`` is caught wherever it was written: command line, experiment or group file);
+  a model's keys against the arguments its registry entry accepts;
+- values: the ranges that cannot work (a learning rate <= 0, ``max_epochs=0``, a step scheduler's
+  ``step_size=0``, a negative seed, ...);
+- the parts themselves, built as far as that costs nothing: the DataModule (its constructor checks its options,
+  no file is read), the optimizer and scheduler on a dummy parameter, and the model on PyTorch's meta device with
+  the input the data declares (so an unknown activation or stem is caught before any data loads).
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from collections.abc import Callable, Iterable
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError
+from .errors import ArgumentError, ConfigError, UserError
+from .models.registry import is_model_factory, model_arguments
+from .schema import TrainSchema
 
-# the config groups of conf/ (each a folder of options)
-CONFIG_GROUPS = (
-    "model",
-    "data",
-    "optimizer",
-    "scheduler",
-    "trainer",
-    "callbacks",
-    "logger",
-    "paths",
-    "experiment",
-    "ablation",
-    "hparams_search",
-    "debug",
-)
 # keys that may stand at the top of a composed train.yaml / eval.yaml
-TOP_LEVEL_KEYS = set(CONFIG_GROUPS) | {
-    "task_name",
-    "tags",
-    "seed",
-    "ckpt_path",
-    "resume",
-    "train",
-    "test",
-    "test_ckpt",
-    "monitor",
-    "monitor_mode",
-    "module",
-    "sweep",
-    "optimized_metric",
-    "report",
-}
-MODULE_KEYS = {"label_smoothing", "channels_last", "compile", "hash"}
+TOP_LEVEL_KEYS = {f.name for f in fields(TrainSchema)}
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 SCHEDULER_LIGHTNING_KEYS = {"interval", "frequency", "monitor"}
+# what a model gets from the data, never from its config
+DATA_ARGS = ("num_classes", "in_channels", "image_size")
+# what the run passes to the LightningModule itself (not config keys)
+MODULE_RUN_ARGS = {"self", "net", "num_classes", "optimizer", "scheduler", "scheduler_interval", "scheduler_frequency"}
+MODULE_RUN_ARGS |= {"monitor"}
 PRECISIONS = {
     "32",
     "32-true",
@@ -69,6 +59,10 @@ PRECISIONS = {
     "transformer-engine",
     "auto",
 }
+# the model configs (and inputs) that built on the meta device in this process
+_BUILT_ON_META: set[tuple[str, str]] = set()
+# a model built on the meta device for the check, when the data does not declare its image size before loading
+NOMINAL_IMAGE_SIZE = (224, 224)
 
 
 def _whole_at_least_1(v: float) -> bool:
@@ -77,6 +71,7 @@ def _whole_at_least_1(v: float) -> bool:
 
 # (key, predicate, what it must be): numbers that cannot work, caught before anything is built
 VALUE_RULES: list[tuple[str, Callable[[float], bool], str]] = [
+    ("seed", lambda v: 0 <= v < 2**32 and int(v) == v, "a whole number in 0..4294967295"),
     ("optimizer.lr", lambda v: v > 0, "> 0"),
     ("optimizer.weight_decay", lambda v: v >= 0, ">= 0"),
     ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -90,6 +85,16 @@ VALUE_RULES: list[tuple[str, Callable[[float], bool], str]] = [
     ("data.steps_per_epoch", _whole_at_least_1, "a whole number >= 1"),
     ("data.val_size", lambda v: v >= 0, ">= 0 (an image count or a fraction)"),
     ("module.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("scheduler.step_size", _whole_at_least_1, "a whole number >= 1 (epochs, or steps with interval: step)"),
+    ("scheduler.gamma", lambda v: v > 0, "> 0"),
+    ("scheduler.T_max", _whole_at_least_1, "a whole number >= 1"),
+    ("scheduler.eta_min", lambda v: v >= 0, ">= 0"),
+    ("scheduler.factor", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("scheduler.patience", lambda v: v >= 0 and int(v) == v, "a whole number >= 0"),
+    ("scheduler.min_lr", lambda v: v >= 0, ">= 0"),
+    ("scheduler.total_steps", _whole_at_least_1, "a whole number >= 1 (or null: the run's steps)"),
+    ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("scheduler.frequency", _whole_at_least_1, "a whole number >= 1"),
 ]
 
 
@@ -106,8 +111,10 @@ def _get(cfg: DictConfig, key: str, default: Any = None) -> Any:
 
 
 def accepted_parameters(fn: Callable) -> tuple[set[str], bool]:
-    """Parameter names ``fn`` accepts (for classes, along the ``__init__`` chain) and whether it takes **kwargs
-    that go somewhere unknown."""
+    """The parameter names ``fn`` accepts and whether it also takes ``**kwargs`` that go somewhere unknown.
+
+    For classes, the ``__init__`` chain is followed as long as each passes ``**kwargs`` on.
+    """
     names: set[str] = set()
     targets = [c.__init__ for c in inspect.getmro(fn) if "__init__" in vars(c)] if inspect.isclass(fn) else [fn]
     for target in targets:
@@ -129,39 +136,41 @@ def accepted_parameters(fn: Callable) -> tuple[set[str], bool]:
 
 
 def resolve_target(path: str, where: str) -> Callable:
-    from hydra.utils import get_object
-
+    """The callable a ``_target_`` names; one line when it cannot be imported."""
     try:
         return get_object(path)
-    except Exception as e:
+    except Exception as e:  # ImportError, AttributeError, ... from the named module
         raise ConfigError(
             f"{where}._target_ '{path}' cannot be imported ({type(e).__name__}); check the spelling"
         ) from None
 
 
-def check_target_keys(node: DictConfig, where: str, extra_ok: Iterable[str] = ()) -> Callable:
-    """Every key of ``node`` must be a parameter of its ``_target_``."""
-    fn = resolve_target(str(node["_target_"]), where)
-    accepted, open_ended = accepted_parameters(fn)
-    if open_ended:
-        return fn
+def _check_keys(node: DictConfig, where: str, accepted: set[str], owner: str, extra_ok: Iterable[str] = ()) -> None:
     allowed = accepted | HYDRA_KEYS | set(extra_ok)
     for key in node:
         if key not in allowed:
             raise ConfigError(
-                f"unknown key '{where}.{key}'{_suggest(str(key), accepted)}; {fn.__qualname__} accepts: "
+                f"unknown key '{where}.{key}'{_suggest(str(key), accepted)}; {owner} accepts: "
                 f"{', '.join(sorted(accepted - {'self'}))}"
             )
+
+
+def check_target_keys(node: DictConfig, where: str, extra_ok: Iterable[str] = ()) -> Callable:
+    """Every key of ``node`` must be a parameter of its ``_target_``; returns the target."""
+    fn = resolve_target(str(node["_target_"]), where)
+    accepted, open_ended = accepted_parameters(fn)
+    if not open_ended:
+        _check_keys(node, where, accepted, fn.__qualname__, extra_ok)
     return fn
 
 
-def _check_group(cfg: DictConfig, group: str, extra_ok: Iterable[str] = ()) -> Callable | None:
+def _group_node(cfg: DictConfig, group: str) -> DictConfig | None:
     node = cfg.get(group)
     if node is None:
         return None
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"'{group}' must be a config with a _target_; pick one with {group}=<name>")
-    return check_target_keys(node, group, extra_ok)
+    return node
 
 
 def _number(cfg: DictConfig, key: str) -> float | None:
@@ -174,39 +183,76 @@ def _number(cfg: DictConfig, key: str) -> float | None:
 
 
 def validate(cfg: DictConfig, task: str = "train") -> None:
-    """Raise :class:`ConfigError` (one line) for the first problem found in a composed config."""
+    """Raise :class:`ConfigError` (one line) for the first problem found in a composed config.
+
+    Args:
+        cfg: the composed config (with or without its ``hydra`` node).
+        task: ``train`` or ``eval`` (eval.py takes model and data from the checkpoint).
+
+    Raises:
+        ConfigError: the first problem, with the key and the fix.
+    """
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]) if "hydra" in cfg else cfg
-    missing = sorted(OmegaConf.missing_keys(job))
+    missing = sorted(_missing_keys(job))
     if missing:
         example = "<run dir>/checkpoints/last.ckpt" if missing[0] == "ckpt_path" else "..."
         raise ConfigError(f"{missing[0]} has no value; add {missing[0]}={example} to the command line")
-    for key in cfg:
-        if key not in TOP_LEVEL_KEYS and key != "hydra":
+    for key in job:
+        if key not in TOP_LEVEL_KEYS:
             raise ConfigError(
                 f"unknown top-level key '{key}'{_suggest(str(key), TOP_LEVEL_KEYS)}; "
                 f"see conf/{task}.yaml for the keys that exist"
             )
     if task == "eval":
         return
+    _check_keys_of_groups(job)
+    _check_values(job)
+    _check_parts(job)
 
-    # model: a registered factory
-    from .models.registry import is_model_factory
 
-    fn = _check_group(cfg, "model")
+def _missing_keys(node: DictConfig | ListConfig, prefix: str = "") -> list[str]:
+    """Keys whose value is ``???``, without resolving interpolations (some need a running Hydra job)."""
+    found = []
+    for key in node if isinstance(node, DictConfig) else range(len(node)):
+        full = f"{prefix}{key}" if isinstance(node, DictConfig) else f"{prefix.rstrip('.')}[{key}]"
+        if OmegaConf.is_missing(node, key):
+            found.append(full)
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig | ListConfig) and not child._is_none() and not child._is_interpolation():
+            found += _missing_keys(child, f"{full}.")
+    return found
+
+
+def _check_keys_of_groups(cfg: DictConfig) -> None:
+    model = _group_node(cfg, "model")
+    fn = resolve_target(str(model["_target_"]), "model") if model is not None else None
     if fn is None or not is_model_factory(fn):
         raise ConfigError(f"model._target_ must be a registered model factory (imgbench.models), got {fn}")
-    for key in ("num_classes", "in_channels", "image_size"):
-        if key in cfg.model:
+    for key in DATA_ARGS:
+        if key in model:
             raise ConfigError(f"model.{key} comes from the data; remove it from the model config")
+    accepted, open_ended = model_arguments(fn.__name__)
+    if not open_ended:
+        _check_keys(model, "model", accepted - set(DATA_ARGS), fn.__name__)
 
-    _check_group(cfg, "data")
-    _check_group(cfg, "optimizer")
-    if cfg.get("scheduler") is not None:
-        _check_group(cfg, "scheduler", SCHEDULER_LIGHTNING_KEYS)
-        interval = _get(cfg, "scheduler.interval", "epoch")
-        if interval not in ("epoch", "step"):
-            raise ConfigError(f"scheduler.interval must be 'epoch' or 'step', got '{interval}'")
-    _check_group(cfg, "trainer")
+    module = _group_node(cfg, "module")
+    if module is None:
+        raise ConfigError("'module' must be a config with a _target_; pick one with module=classifier")
+    target = resolve_target(str(module["_target_"]), "module")
+    if not (inspect.isclass(target) and issubclass(target, L.LightningModule)):
+        raise ConfigError(f"module._target_ must name a LightningModule, got '{module['_target_']}'")
+    accepted, open_ended = accepted_parameters(target)
+    if not open_ended:
+        _check_keys(module, "module", accepted - MODULE_RUN_ARGS, target.__qualname__)
+
+    for group in ("data", "optimizer", "trainer"):
+        node = _group_node(cfg, group)
+        if node is not None:
+            check_target_keys(node, group)
+    scheduler = _group_node(cfg, "scheduler")
+    if scheduler is not None:
+        check_target_keys(scheduler, "scheduler", SCHEDULER_LIGHTNING_KEYS)
     for group in ("callbacks", "logger"):
         nodes = cfg.get(group)
         if nodes is None:
@@ -218,17 +264,16 @@ def validate(cfg: DictConfig, task: str = "train") -> None:
                 if not isinstance(node, DictConfig) or "_target_" not in node:
                     raise ConfigError(f"{group}.{name} must be a config with a _target_")
                 check_target_keys(node, f"{group}.{name}")
-    for key in cfg.get("module") or {}:
-        if key not in MODULE_KEYS:
-            raise ConfigError(
-                f"unknown key 'module.{key}'{_suggest(str(key), MODULE_KEYS)}; known: {', '.join(sorted(MODULE_KEYS))}"
-            )
 
-    # values
+
+def _check_values(cfg: DictConfig) -> None:
     for key, ok, requirement in VALUE_RULES:
         value = _number(cfg, key)
         if value is not None and not ok(value):
             raise ConfigError(f"{key} must be {requirement}, got {value}")
+    seed = _get(cfg, "seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
     max_epochs = _number(cfg, "trainer.max_epochs")
     max_steps = _number(cfg, "trainer.max_steps")
     if max_epochs == -1 and (max_steps is None or max_steps <= 0):
@@ -239,17 +284,125 @@ def validate(cfg: DictConfig, task: str = "train") -> None:
     channels_last = _get(cfg, "module.channels_last")
     if channels_last is not None and not isinstance(channels_last, bool) and channels_last != "auto":
         raise ConfigError(f"module.channels_last must be true, false or auto, got {channels_last!r}")
-    seed = _get(cfg, "seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
-    test_ckpt = _get(cfg, "test_ckpt", "last")
-    if test_ckpt not in ("last", "best"):
+    if cfg.get("test_ckpt") not in ("last", "best"):
         raise ConfigError(
-            f"test_ckpt must be 'last' (the final weights) or 'best' (best {cfg.get('monitor')}), got '{test_ckpt}'"
+            f"test_ckpt must be 'last' (the final weights) or 'best' (best {cfg.get('monitor')}), "
+            f"got '{cfg.get('test_ckpt')}'"
         )
-    mode = _get(cfg, "monitor_mode", "max")
-    if mode not in ("min", "max"):
-        raise ConfigError(f"monitor_mode must be 'min' or 'max', got '{mode}'")
+    if cfg.get("monitor_mode") not in ("min", "max"):
+        raise ConfigError(f"monitor_mode must be 'min' or 'max', got '{cfg.get('monitor_mode')}'")
+    if cfg.get("scheduler") is not None:
+        interval = _get(cfg, "scheduler.interval", "epoch")
+        if interval not in ("epoch", "step"):
+            raise ConfigError(f"scheduler.interval must be 'epoch' or 'step', got '{interval}'")
+        milestones = _get(cfg, "scheduler.milestones")
+        if milestones is not None and (
+            not all(isinstance(m, int) and m >= 1 for m in milestones) or list(milestones) != sorted(set(milestones))
+        ):
+            raise ConfigError(f"scheduler.milestones must be increasing whole numbers >= 1, got {list(milestones)}")
+    if not cfg.get("train") and not cfg.get("test"):
+        raise ConfigError("train=false and test=false leave nothing to do; set one of them to true")
+
+
+def instantiate_part(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)``, with what the target raised for bad input unwrapped.
+
+    A :class:`UserError` (one line) or a model's :class:`ArgumentError` (``model.<argument>``).
+    """
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        error = model_error(e)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _check_parts(cfg: DictConfig) -> None:
+    """Build what costs nothing to build: the DataModule (no data read), optimizer, scheduler, model on meta."""
+    try:
+        dm = instantiate_part(cfg.data, _convert_="all")
+    except (TypeError, ValueError, InstantiationException) as e:
+        raise ConfigError(f"data: {e}") from None
+    optimizer = check_optimizer(cfg)
+    check_scheduler(cfg, optimizer)
+    declared = dm.declared_inputs()
+    check_model_builds(cfg.model, declared)
+
+
+def check_optimizer(cfg: DictConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg`` on one dummy parameter (torch checks its own arguments)."""
+    try:
+        return instantiate_part(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError, InstantiationException) as e:
+        raise ConfigError(f"optimizer: {e}; check the optimizer.* values") from None
+
+
+def check_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> None:
+    """The scheduler of ``cfg`` on the dummy optimizer, stepped a few times (some schedulers fail only then)."""
+    if cfg.get("scheduler") is None:
+        return
+    sched = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    for key in SCHEDULER_LIGHTNING_KEYS:
+        sched.pop(key, None)
+    if sched.get("total_steps", 0) is None:  # filled with the run's step count when training starts
+        sched["total_steps"] = 100
+    try:
+        scheduler = instantiate_part(sched)(optimizer)
+        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step(0.0) if plateau else scheduler.step()
+    except (TypeError, ValueError, ZeroDivisionError, InstantiationException) as e:
+        raise ConfigError(f"scheduler: {type(e).__name__}: {e}; check the scheduler.* values") from None
+
+
+def check_model_builds(model_cfg: DictConfig, declared: dict[str, Any]) -> None:
+    """Build the model on the meta device (no memory, no weights read) for the input the data declares.
+
+    Whether the model suits the data's image size is left to the run, which knows the size once the data is loaded
+    (:func:`model_error`); everything else about the model's arguments is checked here.
+
+    Raises:
+        ConfigError: a model argument is wrong, named as ``model.<argument>``.
+    """
+    size = declared.get("image_size")
+    kwargs = {
+        "num_classes": declared.get("num_classes") or 10,
+        "in_channels": declared.get("in_channels") or 3,
+        "image_size": tuple(size) if size else NOMINAL_IMAGE_SIZE,
+    }
+    if "pretrained" in model_cfg:
+        kwargs["pretrained"] = None  # the file is checked below; reading it is the run's work
+        pretrained = model_cfg.get("pretrained")
+        path = Path(os.path.expanduser(str(pretrained)))
+        if isinstance(pretrained, str) and path.suffix and not path.exists():
+            raise ConfigError(f"model.pretrained: {pretrained} does not exist; pass an existing weights file")
+    key = (OmegaConf.to_yaml(model_cfg, resolve=True), repr(sorted(kwargs.items())))
+    if key in _BUILT_ON_META:  # a sweep's jobs often share their model (seeds, optimizer values)
+        return
+    try:
+        with torch.device("meta"):
+            instantiate(model_cfg, **kwargs)
+    except InstantiationException as e:  # Hydra wraps what the factory raised
+        error = model_error(e)
+        if error is not None and not (isinstance(e.__cause__, ArgumentError) and e.__cause__.argument in DATA_ARGS):
+            raise error from None
+    _BUILT_ON_META.add(key)
+
+
+def model_error(error: InstantiationException) -> ConfigError | None:
+    """The one line for a model that could not be built from its config (None: not the config's fault)."""
+    cause = error.__cause__
+    if isinstance(cause, ArgumentError):
+        if cause.argument in DATA_ARGS:  # the data's shape does not suit the model
+            return ConfigError(f"{cause}; choose another model, or data of a size it takes")
+        return ConfigError(f"model.{cause.argument}: {cause}; set model.{cause.argument}=<value>")
+    if isinstance(cause, UserError):
+        return ConfigError(str(cause))
+    return None
 
 
 def to_plain(cfg: DictConfig | ListConfig, resolve: bool = True) -> Any:

@@ -1,5 +1,7 @@
-"""The launcher behind ``trainer=ddp`` and ``trainer=ddp_cpu`` when Lightning starts the processes (see
-:mod:`imgbench.distributed`)."""
+"""The launcher behind ``trainer=ddp`` and ``trainer=ddp_cpu`` when Lightning starts the processes.
+
+Installed by :func:`imgbench.distributed.use_job_launcher`.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +13,21 @@ from typing import Any
 
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from .distributed import CHILD_ENV
+from .ranks import CHILD_ENV
 
 log = logging.getLogger("imgbench")
 
 
 class JobScriptLauncher(_SubprocessScriptLauncher):
-    """Lightning's launcher for ``strategy=ddp`` (it sets the same environment and watches the processes), except
-    that the other local processes run ``command``: this Hydra job alone, in its run directory.
+    """Lightning's launcher for ``strategy=ddp``, except that the other local processes run ``command``.
+
+    It sets the same environment and watches the processes as Lightning's does; ``command`` runs this Hydra job
+    alone, in its run directory.
 
     Args:
-        cluster_environment, num_processes, num_nodes: as Lightning's ``_SubprocessScriptLauncher``.
+        cluster_environment: as Lightning's ``_SubprocessScriptLauncher``.
+        num_processes: processes per node, as Lightning's.
+        num_nodes: nodes, as Lightning's.
         command: the command line of the other processes.
         cwd: their working directory (where the parent was started).
     """
@@ -52,8 +58,14 @@ class JobScriptLauncher(_SubprocessScriptLauncher):
         self.started = True
 
     def finish(self, timeout: float = 300.0) -> list[int]:
-        """Wait for the processes this launcher started (killed after ``timeout`` seconds) and stop Lightning's
-        watcher from acting on them later; returns their exit codes."""
+        """Wait for the processes this launcher started and stop Lightning's watcher from acting on them later.
+
+        Args:
+            timeout: seconds to wait for each before killing it.
+
+        Returns:
+            Their exit codes.
+        """
         procs = list(self.procs)
         self.procs.clear()  # the watcher thread shares this list: it now has nothing to watch and ends
         codes = []

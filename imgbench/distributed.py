@@ -16,9 +16,7 @@ chose:
 - ``hydra/launcher=submitit_slurm`` with one task per GPU: every task runs the job function of the pickled launcher,
   whose sweep directory is already resolved, so all tasks share the job directory.
 
-:func:`is_rank_zero` says, before any Trainer exists, whether this process is global rank 0 (from the launcher's
-environment variables); ``conf/hydra/default.yaml`` uses it so that only rank 0 writes ``.hydra/`` and logs below
-WARNING.
+Which process is global rank 0 before any Trainer exists is :mod:`imgbench.ranks`'s business.
 """
 
 from __future__ import annotations
@@ -33,61 +31,27 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+
+from .ddp_launcher import JobScriptLauncher
 from .errors import ConfigError
+from .paths import REPO_ROOT
 
 log = logging.getLogger("imgbench")
-
-CHILD_ENV = "IMGBENCH_DDP_CHILD"  # set in the processes JobScriptLauncher starts
 # what Lightning's launcher writes into the parent's environment (restored after each job of a sweep)
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
 STORE_TIMEOUT = timedelta(minutes=30)  # torch.distributed's default process-group timeout
 _STORES: list[Any] = []  # rank 0 serves its store for the whole process (torch.distributed reuses it)
 
 
-# ---------------------------------------------------------------------------- ranks before the Trainer exists
-
-
-def _int_env(name: str) -> int:
-    try:
-        return int(os.environ.get(name, "0"))
-    except ValueError:
-        return 0
-
-
-def srun_used() -> bool:
-    """Launched by ``srun`` (Lightning's SLURMEnvironment rule: SLURM_NTASKS is set, not an interactive job)."""
-    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
-
-
-def is_rank_zero() -> bool:
-    """Whether this process is global rank 0 as its launcher says: torchrun's ``RANK``, SLURM's ``SLURM_PROCID``,
-    LSF's ``JSM_NAMESPACE_RANK``, or ``LOCAL_RANK`` and ``NODE_RANK`` for processes Lightning starts; a plain
-    process is rank 0. Once a Trainer exists, ``trainer.is_global_zero`` says the same."""
-    if "RANK" in os.environ:
-        return _int_env("RANK") == 0
-    if srun_used():
-        return _int_env("SLURM_PROCID") == 0
-    if "JSM_NAMESPACE_RANK" in os.environ:
-        return _int_env("JSM_NAMESPACE_RANK") == 0
-    return _int_env("LOCAL_RANK") == 0 and _int_env("NODE_RANK") == 0
-
-
-def if_rank_zero(value: Any, other: Any = None) -> Any:
-    """Resolver ``${imgbench_rank_zero:value[,other]}``: ``value`` on global rank 0, ``other`` elsewhere."""
-    return value if is_rank_zero() else other
-
-
-def is_child() -> bool:
-    """A process that :class:`JobScriptLauncher` started (its command line is already complete)."""
-    return os.environ.get(CHILD_ENV) == "1"
-
-
 # ---------------------------------------------------------------------------- torchrun / srun: one directory
 
 
 def external_environment() -> Any | None:
-    """Lightning's cluster environment when a launcher (torchrun, srun, LSF) started more than one process of this
-    run itself, else None. Same detection order as Lightning's Trainer."""
+    """Lightning's cluster environment when torchrun, srun or LSF started several processes of this run, else None.
+
+    Same detection order as Lightning's Trainer.
+    """
     if not any(k in os.environ for k in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "LSB_JOBID")):
         return None  # not started by such a launcher (and no need to import Lightning to say so)
     from lightning.fabric.plugins.environments import LSFEnvironment, SLURMEnvironment, TorchElasticEnvironment
@@ -132,8 +96,10 @@ def hydra_quote(value: str) -> str:
 
 
 def shared_run_dir(argv: list[str], choose: Any) -> list[str]:
-    """For processes that torchrun or srun started together: global rank 0 creates the run directory
-    (``choose(argv)`` returns it) and every rank continues with ``hydra.run.dir=<that directory>``.
+    """For processes that torchrun or srun started together.
+
+    Global rank 0 creates the run directory (``choose(argv)`` returns it) and every rank continues with
+    ``hydra.run.dir=<that directory>``.
 
     ``choose`` raises :class:`ConfigError` for a command that cannot run this way (a sweep); the other ranks then
     stop with the same message instead of waiting.
@@ -171,12 +137,10 @@ _JOB: _Job | None = None
 
 
 def child_command(out: Path, resume: str | None = None) -> tuple[list[str], str]:
-    """The command line (and working directory) that runs the current Hydra job again, as one more process of it:
-    the job's own overrides (a sweep's values included), its run directory, run mode."""
-    from hydra.core.hydra_config import HydraConfig
+    """The command line (and working directory) that runs the current Hydra job again, as one more process of it.
 
-    from .cli import REPO_ROOT
-
+    The job's own overrides (a sweep's values included), its run directory, run mode.
+    """
     hc = HydraConfig.get()
     config_name = str(hc.job.config_name)
     script = REPO_ROOT / ("eval.py" if config_name.startswith("eval") else "train.py")
@@ -195,11 +159,12 @@ def child_command(out: Path, resume: str | None = None) -> tuple[list[str], str]
 
 
 def use_job_launcher(trainer: Any) -> None:
-    """Give ``trainer``'s DDP strategy a :class:`JobScriptLauncher` for the current job (any ``ddp`` strategy that
-    starts processes by running the script again; no-op otherwise, or outside a job)."""
-    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+    """Give ``trainer``'s DDP strategy a :class:`JobScriptLauncher` for the current job.
 
-    from .ddp_launcher import JobScriptLauncher
+    Applies to any ``ddp`` strategy that starts processes by running the script again; a no-op otherwise, or
+    outside a job.
+    """
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
     strategy = trainer.strategy
     launcher = getattr(strategy, "_launcher", None)
@@ -214,8 +179,11 @@ def use_job_launcher(trainer: Any) -> None:
 
 @contextlib.contextmanager
 def job(out: Path, resume: str | None = None) -> Iterator[None]:
-    """Run one Hydra job whose DDP processes :func:`use_job_launcher` may start; afterwards wait for them, end the
-    process group and restore the environment and thread count that Lightning's launch changed."""
+    """Run one Hydra job whose DDP processes :func:`use_job_launcher` may start.
+
+    Afterwards wait for them, end the process group and restore the environment and thread count that Lightning's
+    launch changed.
+    """
     global _JOB
     import torch
 

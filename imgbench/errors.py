@@ -4,6 +4,8 @@ The entry points print ``imgbench: error: <message>`` and exit with status 2 for
 exception is a bug and keeps its traceback.
 """
 
+import sys
+
 
 class UserError(Exception):
     """Bad input from the user (config, data, checkpoint, paths): a one-line message, exit status 2."""
@@ -34,3 +36,9 @@ class ArgumentError(ValueError):
     def __init__(self, argument: str, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
         self.argument = argument
+
+
+def fail(error: BaseException | str, code: int = 2) -> None:
+    """Print ``imgbench: error: <error>`` (one line) on stderr and exit with ``code``."""
+    print(f"imgbench: error: {error}", file=sys.stderr)
+    sys.exit(code)

@@ -5,14 +5,12 @@ Trainer and the LightningModule are built; the resolved values are logged and wr
 
 - precision: ``bf16-mixed`` (autocast) on CUDA GPUs that support bf16 (Ampere and later) and on CPUs with
   native bf16 arithmetic (AVX512-BF16 or AMX); ``16-mixed`` on older CUDA GPUs; ``32-true`` elsewhere. On a CPU
-  without native bf16 autocast emulates bf16 and is several times slower than fp32 (5-7x measured on an AVX2
-  EPYC, see benchmarks/results.md).
+  without native bf16 autocast emulates bf16 and is several times slower than fp32 (benchmarks/results.md).
 - channels_last: off for models without 2-D convolutions; on for convolutional models on CUDA GPUs (cuDNN's NHWC
   kernels, above all in mixed precision); on a CPU, whichever layout trains faster in a few timed steps of a copy
   of the model, decided once per machine, model and input and kept in ``<paths.cache_dir>/channels_last.json``,
   so that later runs compute in the same layout and a seed gives the same result every time; DDP processes on
-  CPUs always take NCHW (they must agree). On this project's AVX2 EPYC the Keras CNN gains ~35% from
-  channels-last, mostly its max-pooling; ResNet-34 and AlexNet do not (benchmarks/results.md).
+  CPUs always take NCHW (they must agree). Measured figures: benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -24,6 +22,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from .io import write_json
+
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
@@ -31,7 +31,11 @@ AUTO = "auto"
 
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX tiles), so that bf16 autocast pays off."""
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX tiles), so that bf16 autocast pays off.
+
+    Returns:
+        True when torch's probes or the kernel's CPU flags report native bf16.
+    """
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         fn = getattr(torch.cpu, probe, None)
         try:
@@ -48,7 +52,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def uses_cuda(accelerator: str | None) -> bool:
-    """Whether a Trainer with this ``accelerator`` setting trains on a CUDA GPU."""
+    """Whether a Trainer with this ``accelerator`` setting trains on a CUDA GPU.
+
+    Args:
+        accelerator: the Trainer's ``accelerator`` (None: ``auto``).
+
+    Returns:
+        True for ``gpu`` or ``cuda``, and for ``auto`` when CUDA is available.
+    """
     accelerator = str(accelerator or "auto").lower()
     if accelerator in ("gpu", "cuda"):
         return True
@@ -56,7 +67,15 @@ def uses_cuda(accelerator: str | None) -> bool:
 
 
 def resolve_precision(precision: str | int | None, accelerator: str | None = "auto") -> str | int | None:
-    """``auto`` -> the fastest precision that trains as well as fp32 here; any other value is returned as is."""
+    """Resolve ``auto`` to the fastest precision that trains as well as fp32 here.
+
+    Args:
+        precision: the Trainer's ``precision``; any value other than ``auto`` is returned as is.
+        accelerator: the Trainer's ``accelerator``.
+
+    Returns:
+        ``bf16-mixed``, ``16-mixed`` or ``32-true`` for ``auto`` (see the module docstring), else ``precision``.
+    """
     if str(precision) != AUTO:
         return precision
     if uses_cuda(accelerator):
@@ -65,6 +84,14 @@ def resolve_precision(precision: str | int | None, accelerator: str | None = "au
 
 
 def has_conv2d(net: nn.Module) -> bool:
+    """Whether ``net`` has a 2-D convolution (channels-last matters only then).
+
+    Args:
+        net: the model.
+
+    Returns:
+        True if any of its modules is an ``nn.Conv2d``.
+    """
     return any(isinstance(m, nn.Conv2d) for m in net.modules())
 
 
@@ -78,7 +105,7 @@ def resolve_channels_last(
     min_gain: float = 0.1,
     cache_file: str | os.PathLike | None = None,
 ) -> bool:
-    """``auto`` -> channels-last where it is faster; a bool is returned as is.
+    """Resolve ``auto`` to channels-last where it is faster; a bool is returned as is.
 
     Models without 2-D convolutions: off. On CUDA GPUs: on (cuDNN's NHWC kernels, above all in mixed precision).
     On a CPU, given the input shape: channels-last if it trains at least ``min_gain`` faster in a few timed steps
@@ -87,6 +114,22 @@ def resolve_channels_last(
     reused, so every later run of the same model computes alike. Runs of several CPU processes (DDP) take NCHW
     without timing: every process must take the same layout, whatever launched it and however many threads it
     has. Without the shape: on.
+
+    Args:
+        value: True, False or ``auto``.
+        net: the model.
+        input_shape: one input's shape ``(C, H, W)``; None: not timed (on for convolutional models).
+        batch_size: the training batch size (the timed batch is at most 32).
+        accelerator: the Trainer's ``accelerator``.
+        processes: how many training processes there are.
+        min_gain: the fraction by which channels-last must be faster to be chosen on a CPU.
+        cache_file: the JSON file that keeps the decisions; None: decide every time.
+
+    Returns:
+        Whether to run the model in channels-last memory format.
+
+    Raises:
+        ValueError: ``value`` is neither a bool nor ``auto``.
     """
     if isinstance(value, bool):
         return value
@@ -110,8 +153,6 @@ def resolve_channels_last(
     log.info("channels_last=auto: %s (one training step: NCHW %.4f s, channels_last %.4f s)", faster, nchw, nhwc)
     if cache_file is not None:
         try:
-            from .io import write_json
-
             write_json(cache_file, {**_read_layouts(cache_file), key: faster})
         except OSError as e:  # a read-only cache folder costs a timing per run, nothing else
             log.warning("channels_last=auto: cannot keep the decision in %s (%s)", cache_file, e)
@@ -119,7 +160,16 @@ def resolve_channels_last(
 
 
 def layout_key(net: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> str:
-    """What the layout decision depends on: the machine, torch, threads, the model and its input."""
+    """What the layout decision depends on: the machine, torch, threads, the model and its input.
+
+    Args:
+        net: the model (its ``repr`` is hashed).
+        input_shape: one input's shape.
+        batch_size: the training batch size.
+
+    Returns:
+        The key of the decision in the cache file.
+    """
     import hashlib
     import platform
 
@@ -145,11 +195,21 @@ def _read_layouts(cache_file: str | os.PathLike | None) -> dict[str, bool]:
 def probe_channels_last(
     net: nn.Module, input_shape: tuple[int, ...], batch_size: int = 32, steps: int = 2
 ) -> tuple[bool, dict[bool, list[float]]]:
-    """Time training steps (forward, backward, SGD step) of copies of ``net`` in both layouts on random input,
-    alternated after one warm-up step each; returns whether channels-last was faster, and the step times.
+    """Time training steps (forward, backward, SGD step) of copies of ``net`` in both layouts on random input.
 
-    The batch is ``min(batch_size, 32)``; for slow models (a warm-up step over 1 s) one timed step each. The
-    global random state is restored, so the run that follows draws exactly what it would have drawn."""
+    The layouts alternate after one warm-up step each. The batch is ``min(batch_size, 32)``; for slow models (a
+    warm-up step over 1 s) one timed step each. The global random state is restored, so the run that follows
+    draws exactly what it would have drawn.
+
+    Args:
+        net: the model (it is copied, not changed).
+        input_shape: one input's shape.
+        batch_size: the training batch size.
+        steps: timed steps per layout.
+
+    Returns:
+        Whether channels-last was faster, and the step times in seconds per layout (True: channels-last).
+    """
     import copy
     import time
 

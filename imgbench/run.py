@@ -1,177 +1,37 @@
-"""What ``train.py`` and ``eval.py`` do: build the parts from a composed config, fit, test, write results."""
+"""The tasks of ``train.py`` and ``eval.py``.
+
+Fit, test, write results; and :func:`run_task`, the wrapper Hydra calls, which turns errors into one line (single runs)
+or a recorded failure (sweep jobs).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-import platform
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .callbacks import LastCheckpoint
+from . import distributed
+from .build import build_datamodule, build_module, build_net, build_trainer, world_size
+from .callbacks import LastCheckpoint, TrainingInterrupted
 from .checkpoint import CONFIG_KEY, check_fits, read_checkpoint
-from .config import to_plain, validate
-from .data.datamodules import InMemoryDataModule
-from .distributed import use_job_launcher
-from .errors import ConfigError
-from .hardware import resolve_channels_last, resolve_precision
+from .compose import check_job
+from .errors import ConfigError, UserError, fail
+from .hydra_runtime import is_multirun
 from .io import write_json
-from .modules import HashClassifier, ImageClassifier, has_hash_codes
+from .ranks import is_child, is_rank_zero
+from .record import RUN_KEYS, environment, run_config, run_record
+from .sweep import archive_previous_attempt, finished_before, objective, was_killed
 
 log = logging.getLogger(__name__)
-RUN_KEYS = ("data", "model", "optimizer", "scheduler", "module", "seed", "monitor", "monitor_mode")
-
-
-def model_name(model_cfg: DictConfig) -> str:
-    """The registry name of a model config (its factory's name)."""
-    return str(model_cfg["_target_"]).rsplit(".", 1)[-1]
-
-
-def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
-    dm = instantiate(cfg.data, _convert_="object")
-    dm.setup()
-    return dm
-
-
-def build_net(cfg: DictConfig, dm: InMemoryDataModule) -> torch.nn.Module:
-    c, h, w = dm.image_shape
-    return instantiate(cfg.model, num_classes=dm.num_classes, in_channels=c, image_size=(h, w))
-
-
-def build_module(
-    cfg: DictConfig,
-    net: torch.nn.Module,
-    num_classes: int,
-    input_shape: tuple[int, ...] | None = None,
-    processes: int = 1,
-    saved_layout: bool | None = None,
-) -> ImageClassifier:
-    """The LightningModule for ``net`` with the optimizer and scheduler of ``cfg``.
-
-    ``module.channels_last=auto`` becomes ``saved_layout`` when continuing from a checkpoint (its run's choice, so a
-    resumed or evaluated run computes exactly as the original); otherwise imgbench.hardware decides, timing both
-    layouts on a CPU for ``input_shape`` (C, H, W) in single-process runs."""
-    optimizer = instantiate(cfg.optimizer)
-    scheduler, interval, frequency = None, "epoch", 1
-    if cfg.get("scheduler") is not None:
-        sched = to_plain(cfg.scheduler)
-        interval = sched.pop("interval", "epoch")
-        frequency = sched.pop("frequency", 1)
-        sched.pop("monitor", None)
-        scheduler = instantiate(sched)
-    module_cfg = to_plain(cfg.get("module") or {})
-    hash_cfg = module_cfg.pop("hash", None) or {}
-    if module_cfg.get("channels_last") == "auto" and saved_layout is not None:
-        module_cfg["channels_last"] = saved_layout
-    elif module_cfg.get("channels_last") == "auto":
-        module_cfg["channels_last"] = resolve_channels_last(
-            "auto",
-            net,
-            input_shape=input_shape,
-            batch_size=int(OmegaConf.select(cfg, "data.batch_size") or 32),
-            accelerator=OmegaConf.select(cfg, "trainer.accelerator"),
-            processes=processes,
-            cache_file=_layout_cache(cfg),
-        )
-    cls, extra = (HashClassifier, hash_cfg) if has_hash_codes(net) else (ImageClassifier, {})
-    return cls(
-        net,
-        num_classes=num_classes,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scheduler_interval=interval,
-        scheduler_frequency=frequency,
-        monitor=(cfg.get("scheduler") or {}).get("monitor") or cfg.get("monitor", "val/acc"),
-        **extra,
-        **module_cfg,
-    )
-
-
-def _layout_cache(cfg: DictConfig) -> Path | None:
-    cache_dir = OmegaConf.select(cfg, "paths.cache_dir", default=None, throw_on_missing=False)
-    return Path(str(cache_dir)) / "channels_last.json" if cache_dir else None
-
-
-def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    if not has_val:
-        for cb in callbacks:
-            if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint):
-                cb.monitor = None  # no validation split: keep the last checkpoint only
-                cb.save_top_k = 1
-    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
-    kwargs: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
-    if not has_val:
-        kwargs["limit_val_batches"] = 0
-    if str(cfg.trainer.get("precision")) == "auto":
-        kwargs["precision"] = resolve_precision("auto", cfg.trainer.get("accelerator"))
-        log.info("trainer.precision=auto -> %s", kwargs["precision"])
-    kwargs.update(overrides)
-    trainer = instantiate(cfg.trainer, **kwargs)
-    use_job_launcher(trainer)  # DDP: the processes Lightning starts run this job, in this run directory
-    return trainer
-
-
-def world_size(trainer: L.Trainer) -> int:
-    """The number of processes ``trainer`` runs (known before it launches them)."""
-    return int(trainer.num_nodes) * int(trainer.num_devices)
-
-
-def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The part of the config that defines the model and its data, as stored in checkpoints: resolved (so that
-    values that depended on the command line, like study A's hash bits, stay what was trained), except the
-    references to ``paths``, which eval.py resolves on the machine where it runs."""
-
-    def keep_paths(resolved: Any, raw: Any) -> Any:
-        if isinstance(resolved, dict) and isinstance(raw, dict):
-            return {k: keep_paths(v, raw.get(k)) for k, v in resolved.items()}
-        return raw if isinstance(raw, str) and "${paths." in raw else resolved
-
-    return {
-        k: keep_paths(to_plain(cfg[k]), to_plain(cfg[k], resolve=False)) if isinstance(cfg[k], DictConfig) else cfg[k]
-        for k in RUN_KEYS
-        if k in cfg
-    }
-
-
-def run_record(cfg: DictConfig) -> dict[str, Any]:
-    """What identifies a run in reports: its overrides, config-group choices and flattened config."""
-    from .sweep import hydra_cfg, job_overrides
-
-    hc = hydra_cfg()
-    return {
-        "model": model_name(cfg.model) if cfg.get("model") is not None else None,
-        "data": None,
-        "seed": cfg.get("seed"),
-        "overrides": job_overrides(),
-        "choices": {k: v for k, v in to_plain(hc.runtime.choices).items() if not k.startswith("hydra/")} if hc else {},
-        "reference": OmegaConf.select(cfg, "report.reference"),
-        "config": flat_config(cfg),
-    }
-
-
-def flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The run-defining part of the config as ``{"trainer.max_epochs": 10, ...}`` (plain scalars)."""
-    plain = {k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg}
-    plain["trainer"] = {
-        k: v for k, v in to_plain(cfg.trainer).items() if not k.startswith("_") and k != "default_root_dir"
-    }
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            flat[prefix] = value if value is None or isinstance(value, int | float | str | bool) else str(value)
-
-    walk("", plain)
-    return flat
 
 
 def _metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
@@ -179,12 +39,15 @@ def _metrics(trainer: L.Trainer, prefix: str) -> dict[str, float]:
 
 
 def output_dir(cfg: DictConfig) -> Path:
+    """The run directory Hydra made for this job."""
     return Path(cfg.paths.output_dir)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit the model described by ``cfg``, test it, and write ``metrics.json`` into the run directory."""
-    validate(cfg, "train")
+    """Fit the model described by ``cfg``, test it, and write ``metrics.json`` into the run directory.
+
+    ``cfg`` has been checked (:class:`imgbench.compose.ConfigCheck`) before this runs.
+    """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out = output_dir(cfg)
     dm = build_datamodule(cfg)
@@ -310,23 +173,11 @@ def _format(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
 
 
-def environment() -> dict[str, Any]:
-    """Versions and hardware a result depends on."""
-    return {
-        "torch": torch.__version__,
-        "lightning": L.__version__,
-        "python": platform.python_version(),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-    }
-
-
 # ---------------------------------------------------------------------------- evaluation
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the run that wrote ``cfg.ckpt_path`` and test it; writes ``metrics.json`` in this run's directory."""
-    validate(cfg, "eval")
     ckpt_path = Path(cfg.ckpt_path)
     if ckpt_path.is_dir():  # a run directory: its final weights
         ckpt_path = ckpt_path / "checkpoints" / "last.ckpt"
@@ -336,6 +187,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         for key in RUN_KEYS:
             if key in stored and (key not in cfg or cfg[key] is None):
                 cfg[key] = stored[key]
+        if "_target_" not in (cfg.get("module") or {}):  # a checkpoint from before conf/module/ existed
+            hashing = "hash_bits" in cfg.model and cfg.model.hash_bits
+            legacy = {"_target_": f"imgbench.modules.{'HashClassifier' if hashing else 'ImageClassifier'}"}
+            kept = {k: v for k, v in (cfg.get("module") or {}).items() if hashing or k != "hash"}
+            cfg.module = OmegaConf.merge(legacy, kept)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
@@ -358,8 +214,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         result["hash_protocol"] = module.hash_protocol
     train_metrics = ckpt_path.parent.parent / "metrics.json"
     if train_metrics.is_file():
-        import json
-
         original = json.loads(train_metrics.read_text()).get("metrics", {})
         same = {k: original.get(k) == v for k, v in metrics.items() if k in original}
         result["matches_run"] = all(same.values()) if same else None
@@ -369,3 +223,67 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if result.get("matches_run") is not None:
             log.info("same as the run's metrics.json: %s", "yes" if result["matches_run"] else "NO")
     return result
+
+
+# ---------------------------------------------------------------------------- the task wrapper
+
+
+def run_task(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> float | None:
+    """Run ``fn(cfg)`` (train or evaluate) in the run directory Hydra made; returns ``optimized_metric``.
+
+    Single run: a :class:`UserError` ends it with one line and exit status 2; other errors keep their traceback.
+    Sweep job: any error is logged and recorded in the job's ``metrics.json`` (status ``failed``) and the sweep
+    goes on; :class:`imgbench.sweep.SweepReport` reports the failures and exits non-zero at the end. With
+    ``sweep.skip_finished=true`` a job whose earlier attempt finished (same overrides) is not run again.
+    """
+    return objective(_run(fn, cfg), cfg.get("optimized_metric"))
+
+
+def _run(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any] | None:
+    out = Path(cfg.paths.output_dir)
+    multirun = is_multirun()
+    # Under DDP every process runs this; only global rank 0 writes. The other ranks of a torchrun/SLURM job read the
+    # same files and so take the same decision (rank 0 only ever moves them towards "run again").
+    writer = is_rank_zero()
+    if multirun and OmegaConf.select(cfg, "sweep.skip_finished"):
+        previous = finished_before(out)
+        if previous is not None:
+            log.info("skipping %s: it finished before (sweep.skip_finished=true)", out)
+            return previous
+        if was_killed(out):  # an attempt died with a checkpoint: continue it rather than start over
+            log.info("resuming the unfinished job in %s", out)
+            with open_dict(cfg):
+                cfg.resume = str(out)
+    if not cfg.get("resume") and writer:
+        archive_previous_attempt(out)
+    try:
+        if writer:
+            write_json(out / "metrics.json", {**run_record(cfg), "status": "running"})
+        if multirun and not is_child():  # a sweep checked its first job before it started; this one checks itself
+            check_job(cfg, str(HydraConfig.get().job.config_name))
+        with distributed.job(out, cfg.get("resume")):  # DDP: the processes Lightning starts run this same job
+            return fn(cfg)
+    except TrainingInterrupted as e:
+        if writer:
+            write_json(out / "metrics.json", {**run_record(cfg), "status": "interrupted", "error": str(e)})
+            print(f"imgbench: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except Exception as e:
+        log.error("%s: %s", type(e).__name__, e, exc_info=not isinstance(e, UserError))
+        if writer:
+            _record_failure(out, cfg, e)
+        if multirun:
+            return None
+        if isinstance(e, UserError):
+            if not writer:  # a DDP rank > 0: the log line above says it, rank 0 prints the one line
+                sys.exit(2)
+            fail(e)
+        raise
+
+
+def _record_failure(out: Path, cfg: DictConfig, error: BaseException) -> None:
+    try:
+        record = run_record(cfg)
+    except Exception:  # never hide the original error
+        record = {}
+    write_json(out / "metrics.json", {**record, "status": "failed", "error": f"{type(error).__name__}: {error}"})

@@ -1,84 +1,30 @@
-"""Multirun support: jobs named by their overrides, failures recorded instead of ending the sweep, finished
-jobs skipped on a re-run, and a report (with a non-zero exit when any job failed) when the sweep ends."""
+"""Multirun support.
+
+Jobs named by their overrides, failures recorded instead of ending the sweep, finished jobs skipped on a re-run, and a
+report (with a non-zero exit when any job failed) when the sweep ends.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from .distributed import is_rank_zero
+from .hydra_runtime import job_overrides
+from .ranks import is_rank_zero
+from .report import Report, build_report
 
 log = logging.getLogger("imgbench")
 
 # files of a job directory that belong to a training attempt (the log and .hydra/ stay: Hydra owns them)
 ATTEMPT_FILES = ("metrics.json", "checkpoints", "tensorboard", "csv", "submission.csv")
-
-
-def hydra_cfg() -> DictConfig | None:
-    try:
-        return HydraConfig.get()
-    except ValueError:
-        return None
-
-
-def is_multirun() -> bool:
-    from hydra.types import RunMode
-
-    cfg = hydra_cfg()
-    return cfg is not None and cfg.mode == RunMode.MULTIRUN
-
-
-def job_overrides() -> list[str]:
-    """This job's command-line overrides (sweep values included), as Hydra recorded them."""
-    cfg = hydra_cfg()
-    return list(cfg.overrides.task) if cfg is not None else []
-
-
-def swept_keys() -> set[str]:
-    """Keys that vary across the current sweep: the sweeper's params plus sweep overrides of the command line."""
-    cfg = hydra_cfg()
-    if cfg is None:
-        return set()
-    keys = {str(k) for k in (OmegaConf.select(cfg, "sweeper.params") or {})}
-    multirun_yaml = Path(str(cfg.sweep.dir)) / "multirun.yaml"
-    if multirun_yaml.is_file():
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        master = OmegaConf.load(multirun_yaml)
-        try:
-            parsed = OverridesParser.create().parse_overrides(list(master.hydra.overrides.task))
-            keys |= {o.get_key_element() for o in parsed if o.is_sweep_override()}
-        except Exception:  # an unparseable file must not stop a job
-            pass
-    return keys
-
-
-def job_name(max_len: int = 100) -> str:
-    """A readable, path-safe name from the swept overrides of this job ('' outside a multirun)."""
-    if not is_multirun():
-        return ""
-    keys = swept_keys()
-    parts = [o for o in job_overrides() if not keys or o.split("=", 1)[0].lstrip("+~") in keys]
-    num = OmegaConf.select(hydra_cfg(), "job.num", default=None, throw_on_missing=False)
-    name = re.sub(r"[^\w.,=+-]+", "_", ",".join(parts)) or (f"job{num}" if num is not None else "")
-    if len(name) > max_len:
-        name = name[: max_len - 9] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("imgbench_job_name"):
-        OmegaConf.register_new_resolver("imgbench_job_name", job_name)
 
 
 # ---------------------------------------------------------------------------- before and after a job
@@ -90,8 +36,6 @@ def _comparable(overrides: list[str]) -> list[str]:
 
 def finished_before(out: Path) -> dict[str, Any] | None:
     """The metrics.json of an earlier attempt of this very job (same overrides) that finished, if any."""
-    import json
-
     path = out / "metrics.json"
     if not path.is_file():
         return None
@@ -106,8 +50,6 @@ def finished_before(out: Path) -> dict[str, Any] | None:
 
 def was_killed(out: Path) -> bool:
     """An earlier attempt of this job stopped without finishing (killed or interrupted) but left a checkpoint."""
-    import json
-
     path = out / "metrics.json"
     if not (out / "checkpoints" / "last.ckpt").is_file() or not path.is_file():
         return False
@@ -133,17 +75,17 @@ def archive_previous_attempt(out: Path) -> Path | None:
     return dest
 
 
-def objective(result: dict[str, Any] | None, metric: str) -> float | None:
-    """The number a sweeper optimises; None for a failed job (Optuna's sweeper records that as a failed trial
-    and goes on up to its max_failure_rate; NaN would make optuna 2.x raise)."""
-    if not result or result.get("status") != "finished":
+def objective(result: dict[str, Any] | None, metric: str | None) -> float | None:
+    """The number a sweeper optimises (``optimized_metric``), or None.
+
+    None for a failed job (Optuna's sweeper records that as a failed trial and goes on up to its max_failure_rate;
+    NaN would make optuna 2.x raise) and for a run without that metric (``test=false``: only a sweeper that
+    optimises needs it, and the config check refuses that combination).
+    """
+    if not result or result.get("status") != "finished" or not metric:
         return None
     value = (result.get("metrics") or {}).get(metric)
-    if value is None:
-        raise KeyError(
-            f"optimized_metric '{metric}' is not among the run's metrics: {sorted(result.get('metrics', {}))}"
-        )
-    return float(value)
+    return None if value is None else float(value)
 
 
 # ---------------------------------------------------------------------------- the Hydra callback
@@ -177,9 +119,7 @@ class SweepReport(Callback):
             sys.exit(1)
 
     @staticmethod
-    def _report(root: Path, write: bool):
-        from .report import build_report
-
+    def _report(root: Path, write: bool) -> Report | None:
         try:
             report = build_report(root)
         except Exception as e:  # a report problem must never hide the results themselves

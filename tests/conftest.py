@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from imgbench.cli import CONF_DIR, REPO_ROOT, setup_environment
+from imgbench.cli import setup_environment
+from imgbench.paths import CONF_DIR, REPO_ROOT
 
 SHARED_DATA = Path(os.environ.get("IMGBENCH_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets"))
 HAS_SHARED = (SHARED_DATA / "mnist-train.npz").is_file()

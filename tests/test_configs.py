@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from imgbench.cli import options, precheck
+from imgbench.compose import precheck
 from imgbench.config import validate
 from imgbench.errors import ConfigError
+from imgbench.groups import options
 
-from .conftest import compose_cfg, run_cli
+from .conftest import compose_cfg, needs_shared, run_cli
 
 MODELS = options("model")
 DATA = options("data")
@@ -110,3 +112,86 @@ def test_cli_exits_2_before_loading_data():
     result = run_cli("train.py", "optimizer.lr=-1", env={"IMGBENCH_DATA_DIR": "/nonexistent"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["imgbench: error: optimizer.lr must be > 0, got -1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["model=lenet5", "model.activation=gelu"], "model.activation: "),
+        (["model=resnet18", "model.stem=pyramid"], "model.stem: "),
+        (["model=resnet18", "model.shortcut=identity"], "model.shortcut: "),
+        (["model=single_conv", "model.conv_layers=0"], "model.conv_layers: "),
+        (["model=keras_cnn", "model.init=he"], "model.init: "),
+        (["model=alexnet_hash", "model.pooling=avg"], "model.pooling: "),
+        (["seed=-1"], "seed must be a whole number in 0..4294967295, got -1"),
+        (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size must be a whole number >= 1"),
+        (["scheduler=multistep", "scheduler.milestones=[30,10]"], "scheduler.milestones must be increasing"),
+        (["data.batch_size=abc"], "data.batch_size must be an integer, got 'abc'"),
+        (["sweep.skip_finished=maybe"], "sweep.skip_finished must be true or false"),
+        (["data.normalize=zscore"], "data.normalize must be"),
+        (["module.hash.knn_k=3"], "unknown config key 'module.hash'"),
+        (["model=alexnet_hash", "module.hash.knn=3"], "did you mean 'module.hash.knn_k'"),
+        (["-m", "optimizer.lr=-1,0.1"], "optimizer.lr must be > 0, got -1"),
+        (["-m", "model=lenet5,keras_cnn", "model.activation=relu"], "key 'model.activation'"),
+        (["train=false", "test=false"], "leave nothing to do"),
+        (["hparams_search=keras_cnn_optuna", "test=false", "optimized_metric=test/acc"], "runs no test"),
+    ],
+)
+def test_every_value_of_a_group_is_checked_before_data(capsys, argv, expected):
+    assert expected in _precheck_error(capsys, *argv)
+
+
+def test_a_sweep_whose_later_job_does_not_compose_creates_nothing(tmp_path):
+    """Every job of a sweep composes before the first starts: the second job's unknown key stops it, exit 2."""
+    result = run_cli("train.py", "-m", "model=lenet5,keras_cnn", "model.activation=relu", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("imgbench: error: ") and "'model.activation'" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_model_switch_fails_in_one_line_before_any_run_directory(tmp_path):
+    result = run_cli("train.py", "model=resnet18", "model.stem=pyramid", f"paths.log_dir={tmp_path}")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("imgbench: error: model.stem: ") and "set model.stem=" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_only_real_options():
+    result = run_cli("train.py", "--help")
+    assert result.returncode == 0
+    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "_in_memory" not in groups and "imgbench_" not in groups
+    assert "data: cifar10, cifar100, cifar10_jpeg, fashion_mnist, imagefolder, mnist" in groups
+    assert "module: classifier, hashing" in groups
+
+
+def test_hash_bits_and_the_hashing_module_follow_model_and_data(tmp_path):
+    cfg = compose_cfg(["model=alexnet_hash", "data=cifar100"], output_dir=tmp_path)
+    assert cfg.model.hash_bits == 128 and cfg.module._target_ == "imgbench.modules.HashClassifier"
+    cfg = compose_cfg(["model=alexnet_hash", "data=mnist"], output_dir=tmp_path)
+    assert cfg.model.hash_bits == 48 and cfg.module.hash.knn_k == 10
+    cfg = compose_cfg(["model=alexnet_hash", "data=cifar100", "model.hash_bits=12"], output_dir=tmp_path)
+    assert cfg.model.hash_bits == 12  # the command line still wins
+    assert compose_cfg([], output_dir=tmp_path).module._target_ == "imgbench.modules.ImageClassifier"
+
+
+@needs_shared
+def test_test_false_trains_and_exits_0(tmp_path):
+    """A documented option: train=true test=false fits, writes metrics.json without test metrics, exits 0."""
+    result = run_cli(
+        "train.py",
+        "test=false",
+        "data.train_size=256",
+        "data.val_size=128",
+        "trainer.max_epochs=1",
+        "callbacks=none",
+        "module.channels_last=false",
+        f"paths.log_dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [metrics] = tmp_path.glob("train/*/metrics.json")
+    record = json.loads(metrics.read_text())
+    assert record["status"] == "finished" and "val/acc_best" in record["metrics"]
+    assert not any(k.startswith("test/") for k in record["metrics"])

@@ -15,9 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from imgbench.data import TensorBatches
-from imgbench.data.datamodules import InMemoryDataModule
-from imgbench.data.sources import ImageArrays
+from imgbench.data import ImageArrays, InMemoryDataModule, TensorBatches
 from imgbench.errors import ConfigError
 
 from .conftest import REPO_ROOT, compose_cfg, needs_shared, run_cli
@@ -210,7 +208,7 @@ def test_slurm_ddp_launcher_submits_one_task_per_process(tmp_path, monkeypatch):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra.utils import instantiate
 
-    from imgbench.cli import check_launcher
+    from imgbench.compose import check_launcher
 
     fake = _fake_slurm_commands(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
@@ -324,7 +322,7 @@ def test_global_batch_of_each_step_is_the_one_process_batch():
 
 
 def test_rank_zero_follows_the_launcher_environment(monkeypatch):
-    from imgbench.distributed import is_rank_zero
+    from imgbench.ranks import is_rank_zero
 
     for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_NTASKS", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         monkeypatch.delenv(key, raising=False)

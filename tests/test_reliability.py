@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from imgbench.checkpoint import AtomicCheckpointIO, read_checkpoint
-from imgbench.cli import REPO_ROOT, precheck
+from imgbench.compose import precheck
 from imgbench.config import validate
 from imgbench.errors import CheckpointError
 from imgbench.io import write_json
+from imgbench.paths import REPO_ROOT
 from imgbench.run import evaluate, train
 
 from .conftest import compose_cfg, needs_shared, run_cli
@@ -159,9 +160,9 @@ def test_checkpoint_of_another_model_or_not_a_checkpoint(tmp_path):
         train(other)
     fewer = compose_cfg(["data=cifar10", f"ckpt_path={ckpt}"], output_dir=tmp_path / "x")
     with pytest.raises(CheckpointError, match="does not fit"):
+        from imgbench.build import build_module
         from imgbench.checkpoint import check_fits
         from imgbench.models import create_model
-        from imgbench.run import build_module
 
         check_fits(read_checkpoint(ckpt), build_module(fewer, create_model("keras_cnn", num_classes=100), 100), ckpt)
     junk = tmp_path / "junk.ckpt"

@@ -141,7 +141,7 @@ def test_cli_train_then_eval(tmp_path):
 
 
 def test_run_directories_are_never_reused(tmp_path):
-    from imgbench.cli import unique_dir
+    from imgbench.resolvers import unique_dir
 
     first = unique_dir(str(tmp_path / "2026-01-01_00-00-00"))
     second = unique_dir(str(tmp_path / "2026-01-01_00-00-00"))

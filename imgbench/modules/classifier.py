@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..callbacks.checkpoint import LastCheckpoint
 from ..checkpoint import CONFIG_KEY, rng_state, set_rng_state
 from ..errors import UserError
 from ..hardware import resolve_channels_last
@@ -40,7 +41,8 @@ class ImageClassifier(L.LightningModule):
         num_classes: number of classes.
         optimizer: a partial optimizer (``_partial_: true`` config) called with the parameters.
         scheduler: a partial LR scheduler called with the optimizer, or None.
-        scheduler_interval: ``epoch`` or ``step``; scheduler_frequency: every how many of those.
+        scheduler_interval: when the scheduler steps: ``epoch`` or ``step``.
+        scheduler_frequency: every how many epochs or steps (``scheduler_interval``) it steps.
         monitor: the metric ReduceLROnPlateau watches.
         label_smoothing: cross-entropy label smoothing.
         channels_last: run the model in channels-last memory format (faster convolutions on some hardware);
@@ -103,9 +105,18 @@ class ImageClassifier(L.LightningModule):
         return self.model(x.contiguous(memory_format=self.memory_format))
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for evaluation. A stack of views ``(N, V, C, H, W)`` (``data.eval_views``: flips, ten crops)
-        is averaged as AlexNet does: the mean of the views' softmax, returned as its log (so cross-entropy
-        and argmax apply to the averaged prediction)."""
+        """Logits for evaluation, averaged over the views when there are several.
+
+        A stack of views ``(N, V, C, H, W)`` (``data.eval_views``: flips, ten crops) is averaged as AlexNet
+        does: the mean of the views' softmax, returned as its log (so cross-entropy and argmax apply to the
+        averaged prediction).
+
+        Args:
+            x: images ``(N, C, H, W)`` or views ``(N, V, C, H, W)``.
+
+        Returns:
+            ``(N, classes)`` logits (for views: the log of the mean softmax).
+        """
         if x.ndim == 5:
             n, v = x.shape[:2]
             probs = self(x.flatten(0, 1)).float().softmax(-1).unflatten(0, (n, v)).mean(1)
@@ -141,9 +152,12 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def _log_this_step(self) -> bool:
-        """Whether to log this step's loss. ``self.log`` costs about 1 ms, 2% of a Keras-CNN step on a CPU, so
-        only on the steps Lightning writes to the loggers (every ``trainer.log_every_n_steps``) and, for the
-        progress bar, at most once a second in between."""
+        """Whether to log this step's loss.
+
+        ``self.log`` is a noticeable part of a small model's step (benchmarks/results.md), so only on the steps
+        Lightning writes to the loggers (every ``trainer.log_every_n_steps``) and, for the progress bar, at most
+        once a second in between.
+        """
         every = self.trainer.log_every_n_steps
         now = time.perf_counter()
         if (every > 0 and (self.global_step + 1) % every == 0) or now - self._step_logged_at >= 1.0:
@@ -152,8 +166,6 @@ class ImageClassifier(L.LightningModule):
         return False
 
     def _last_good_checkpoint(self) -> str:
-        from ..callbacks import LastCheckpoint
-
         for cb in self.trainer.checkpoint_callbacks:
             if isinstance(cb, LastCheckpoint) and cb.path.is_file():
                 return f"the last good checkpoint, {cb.path}, is kept"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,14 +28,22 @@ CODE_THRESHOLD = 0.5  # binary code = sigmoid(H) >= 0.5 (DLBHC)
 
 
 def has_hash_codes(net: nn.Module) -> bool:
-    """Whether ``net`` produces hash codes (``hash_bits > 0`` and ``forward_with_codes``): train it with
-    :class:`HashClassifier`."""
+    """Whether ``net`` produces hash codes (``hash_bits > 0`` and ``forward_with_codes``).
+
+    Args:
+        net: the model.
+
+    Returns:
+        True for a net to train with :class:`HashClassifier`.
+    """
     return int(getattr(net, "hash_bits", 0) or 0) > 0 and callable(getattr(net, "forward_with_codes", None))
 
 
 class HashClassifier(ImageClassifier):
-    """:class:`ImageClassifier` for nets with hash codes: trains the same way (cross-entropy on the logits) and,
-    at test time, adds study A's Hamming evaluation to ``test/acc`` (the softmax classification).
+    """:class:`ImageClassifier` for nets with hash codes, adding study A's Hamming evaluation at test time.
+
+    It trains the same way (cross-entropy on the logits) and, at test time, adds the Hamming evaluation to
+    ``test/acc`` (the softmax classification).
 
     The test images are the queries; the database is the ``database`` split of the datamodule (an
     ``imgbench.data.InMemoryDataModule``; default the training split, without the carved validation images),
@@ -45,7 +53,9 @@ class HashClassifier(ImageClassifier):
     ``test/precision_r<radius>``. ``hash_protocol`` then describes what was measured (for metrics.json).
 
     Args:
-        net, num_classes, optimizer, **kwargs: as :class:`ImageClassifier`.
+        net: the model; it must have hash codes (:func:`has_hash_codes`).
+        num_classes: number of classes, as :class:`ImageClassifier`.
+        optimizer: a partial optimizer, as :class:`ImageClassifier`.
         knn_k: neighbours in the kNN vote.
         map_cutoff: K of mAP@K (DLBHC: 1000).
         radius: the Hamming radius of ``precision_r<radius>``.
@@ -53,6 +63,12 @@ class HashClassifier(ImageClassifier):
         database: the datamodule split that forms the database.
         database_size: use only the first this many images of that split (quick runs; null: all of it).
             Under ``fast_dev_run`` the database is one evaluation batch.
+        hash: the same settings as one mapping (the config's ``module.hash``); its entries replace the keyword
+            arguments of the same names.
+        **kwargs: the other arguments of :class:`ImageClassifier`.
+
+    Raises:
+        ConfigError: ``hash`` has an unknown key, ``net`` has no hash codes, or a setting is out of range.
     """
 
     def __init__(
@@ -67,8 +83,20 @@ class HashClassifier(ImageClassifier):
         precision_ks: Sequence[int] = DEFAULT_PRECISION_KS,
         database: str = "train",
         database_size: int | None = None,
+        hash: Mapping[str, Any] | None = None,  # the config key module.hash
         **kwargs: Any,
     ) -> None:
+        settings = {"knn_k": knn_k, "map_cutoff": map_cutoff, "radius": radius, "precision_ks": precision_ks}
+        settings |= {"database": database, "database_size": database_size}
+        unknown = set(hash or {}) - set(settings)
+        if unknown:
+            raise ConfigError(
+                f"unknown key 'module.hash.{sorted(unknown)[0]}'; module.hash accepts: {', '.join(settings)}"
+            )
+        settings |= dict(hash or {})
+        knn_k, map_cutoff, radius = settings["knn_k"], settings["map_cutoff"], settings["radius"]
+        precision_ks, database = settings["precision_ks"], settings["database"]
+        database_size = settings["database_size"]
         if not has_hash_codes(net):
             raise ConfigError(
                 f"{type(net).__name__} has no hash codes (needs hash_bits > 0 and forward_with_codes); "
@@ -92,7 +120,17 @@ class HashClassifier(ImageClassifier):
     # ------------------------------------------------------------------ codes
 
     def logits_and_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and hash-layer activations from one forward pass."""
+        """Logits and hash-layer activations from one forward pass.
+
+        Args:
+            x: images ``(N, C, H, W)`` (one view per image).
+
+        Returns:
+            The logits and the hash layer's sigmoid activations.
+
+        Raises:
+            ConfigError: ``x`` is a stack of views.
+        """
         if x.ndim == 5:
             raise ConfigError("hash evaluation takes one view per image; set data.eval_views=one")
         return self.net.forward_with_codes(x.contiguous(memory_format=self.memory_format))
@@ -110,7 +148,11 @@ class HashClassifier(ImageClassifier):
 
     @torch.inference_mode()
     def database_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Binary codes (bool, on the CPU) and labels of the database split, in the split's order."""
+        """Encode the database split with the tested weights, every process a share, gathered in order.
+
+        Returns:
+            The binary codes (bool, on the CPU) and labels of the database split, in the split's order.
+        """
         dm = self._datamodule()
         split = dm.splits[self.database]
         batch = int(getattr(dm, "eval_batch_size", None) or 256)

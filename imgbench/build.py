@@ -1,0 +1,126 @@
+"""Building a run's parts from its composed config with ``hydra.utils.instantiate``.
+
+The DataModule, the network, the LightningModule (named by ``conf/module/``) with its optimizer and scheduler, and the
+Trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .config import SCHEDULER_LIGHTNING_KEYS, instantiate_part, to_plain
+from .data import InMemoryDataModule
+from .distributed import use_job_launcher
+from .hardware import resolve_channels_last, resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
+    """The DataModule of ``cfg.data``, set up (its data loaded)."""
+    dm = instantiate_part(cfg.data, _convert_="all")
+    dm.setup()
+    return dm
+
+
+def build_net(cfg: DictConfig, dm: InMemoryDataModule) -> torch.nn.Module:
+    """The network of ``cfg.model`` for the data's classes and image shape."""
+    c, h, w = dm.image_shape
+    return instantiate_part(cfg.model, num_classes=dm.num_classes, in_channels=c, image_size=(h, w))
+
+
+def build_module(
+    cfg: DictConfig,
+    net: torch.nn.Module,
+    num_classes: int,
+    input_shape: tuple[int, ...] | None = None,
+    processes: int = 1,
+    saved_layout: bool | None = None,
+) -> L.LightningModule:
+    """The LightningModule of ``cfg.module`` around ``net``, with the optimizer and scheduler of ``cfg``.
+
+    Args:
+        cfg: the run's config.
+        net: the network.
+        num_classes: classes of the data.
+        input_shape: (C, H, W) of a training image, for timing the memory layouts (``channels_last=auto``).
+        processes: processes of the run (DDP processes on CPUs always take NCHW: they must agree).
+        saved_layout: the layout a checkpoint's run chose (resumes and eval.py compute exactly as the original).
+    """
+    optimizer = instantiate(cfg.optimizer)
+    scheduler, interval, frequency = None, "epoch", 1
+    if cfg.get("scheduler") is not None:
+        sched = to_plain(cfg.scheduler)
+        interval = sched.pop("interval", "epoch")
+        frequency = sched.pop("frequency", 1)
+        for key in SCHEDULER_LIGHTNING_KEYS:
+            sched.pop(key, None)
+        scheduler = instantiate(sched)
+    module_cfg = to_plain(cfg.module)
+    if module_cfg.get("channels_last") == "auto" and saved_layout is not None:
+        module_cfg["channels_last"] = saved_layout
+    elif module_cfg.get("channels_last") == "auto":
+        module_cfg["channels_last"] = resolve_channels_last(
+            "auto",
+            net,
+            input_shape=input_shape,
+            batch_size=int(OmegaConf.select(cfg, "data.batch_size") or 32),
+            accelerator=OmegaConf.select(cfg, "trainer.accelerator"),
+            processes=processes,
+            cache_file=_layout_cache(cfg),
+        )
+    return instantiate_part(
+        module_cfg,
+        _convert_="all",  # plain containers in the module's hyperparameters: checkpoints stay weights-only
+        net=net,
+        num_classes=num_classes,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scheduler_interval=interval,
+        scheduler_frequency=frequency,
+        monitor=(cfg.get("scheduler") or {}).get("monitor") or cfg.get("monitor", "val/acc"),
+    )
+
+
+def _layout_cache(cfg: DictConfig) -> Path | None:
+    cache_dir = OmegaConf.select(cfg, "paths.cache_dir", default=None, throw_on_missing=False)
+    return Path(str(cache_dir)) / "channels_last.json" if cache_dir else None
+
+
+def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the run's callbacks and loggers.
+
+    Args:
+        cfg: the run's config.
+        has_val: whether the data has a validation split (without one, only the last checkpoint is kept).
+        **overrides: Trainer arguments that replace the config's.
+    """
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    if not has_val:
+        for cb in callbacks:
+            if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint):
+                cb.monitor = None  # no validation split: keep the last checkpoint only
+                cb.save_top_k = 1
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+    kwargs: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    if not has_val:
+        kwargs["limit_val_batches"] = 0
+    if str(cfg.trainer.get("precision")) == "auto":
+        kwargs["precision"] = resolve_precision("auto", cfg.trainer.get("accelerator"))
+        log.info("trainer.precision=auto -> %s", kwargs["precision"])
+    kwargs.update(overrides)
+    trainer = instantiate(cfg.trainer, **kwargs)
+    use_job_launcher(trainer)  # DDP: the processes Lightning starts run this job, in this run directory
+    return trainer
+
+
+def world_size(trainer: L.Trainer) -> int:
+    """The number of processes ``trainer`` runs (known before it launches them)."""
+    return int(trainer.num_nodes) * int(trainer.num_devices)

@@ -1,0 +1,88 @@
+"""What a run writes about itself.
+
+The config stored in its checkpoints, and the fields of ``metrics.json`` that identify it in reports (overrides, group
+choices, flattened config, versions).
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .config import to_plain
+from .hydra_runtime import hydra_cfg, job_overrides
+
+# the parts of a config that define the model and its data (stored in checkpoints; eval.py rebuilds from them)
+RUN_KEYS = ("data", "model", "optimizer", "scheduler", "module", "seed", "monitor", "monitor_mode")
+
+
+def model_name(model_cfg: DictConfig) -> str:
+    """The registry name of a model config (its factory's name)."""
+    return str(model_cfg["_target_"]).rsplit(".", 1)[-1]
+
+
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of the config that defines the model and its data, as stored in checkpoints.
+
+    Resolved (so that values that depended on the command line stay what was trained), except the references to
+    ``paths``, which eval.py resolves on the machine where it runs.
+    """
+
+    def keep_paths(resolved: Any, raw: Any) -> Any:
+        if isinstance(resolved, dict) and isinstance(raw, dict):
+            return {k: keep_paths(v, raw.get(k)) for k, v in resolved.items()}
+        return raw if isinstance(raw, str) and "${paths." in raw else resolved
+
+    return {
+        k: keep_paths(to_plain(cfg[k]), to_plain(cfg[k], resolve=False)) if isinstance(cfg[k], DictConfig) else cfg[k]
+        for k in RUN_KEYS
+        if k in cfg
+    }
+
+
+def run_record(cfg: DictConfig) -> dict[str, Any]:
+    """What identifies a run in reports: its overrides, config-group choices and flattened config."""
+    hc = hydra_cfg()
+    return {
+        "model": model_name(cfg.model) if cfg.get("model") is not None else None,
+        "data": None,
+        "seed": cfg.get("seed"),
+        "overrides": job_overrides(),
+        "choices": {k: v for k, v in to_plain(hc.runtime.choices).items() if not k.startswith("hydra/")} if hc else {},
+        "reference": OmegaConf.select(cfg, "report.reference"),
+        "config": flat_config(cfg),
+    }
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run-defining part of the config as ``{"trainer.max_epochs": 10, ...}`` (plain scalars)."""
+    plain = {k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg}
+    plain["trainer"] = {
+        k: v for k, v in to_plain(cfg.trainer).items() if not k.startswith("_") and k != "default_root_dir"
+    }
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value if value is None or isinstance(value, int | float | str | bool) else str(value)
+
+    walk("", plain)
+    return flat
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware a result depends on."""
+    return {
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+    }
