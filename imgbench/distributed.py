@@ -31,6 +31,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 
 from .ddp_launcher import JobScriptLauncher
@@ -185,8 +186,6 @@ def job(out: Path, resume: str | None = None) -> Iterator[None]:
     launch changed.
     """
     global _JOB
-    import torch
-
     try:
         command, cwd = child_command(out, resume)
     except ValueError:  # no Hydra job (train/evaluate called directly): Lightning's own launcher stays

@@ -15,8 +15,13 @@ Trainer and the LightningModule are built; the resolved values are logged and wr
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import os
+import platform
+import time
 from functools import lru_cache
 
 import torch
@@ -170,9 +175,6 @@ def layout_key(net: nn.Module, input_shape: tuple[int, ...], batch_size: int) ->
     Returns:
         The key of the decision in the cache file.
     """
-    import hashlib
-    import platform
-
     model = hashlib.sha1(repr(net).encode()).hexdigest()[:12]
     shape = "x".join(str(int(d)) for d in input_shape)
     cpu = platform.processor() or platform.machine()
@@ -182,7 +184,6 @@ def layout_key(net: nn.Module, input_shape: tuple[int, ...], batch_size: int) ->
 def _read_layouts(cache_file: str | os.PathLike | None) -> dict[str, bool]:
     if cache_file is None:
         return {}
-    import json
 
     try:
         with open(cache_file, encoding="utf-8") as f:
@@ -210,9 +211,6 @@ def probe_channels_last(
     Returns:
         Whether channels-last was faster, and the step times in seconds per layout (True: channels-last).
     """
-    import copy
-    import time
-
     rng = torch.get_rng_state()
     try:
         torch.manual_seed(0)
