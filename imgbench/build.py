@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .config import SCHEDULER_LIGHTNING_KEYS, instantiate_part, to_plain
+from .config import instantiate_part, scheduler_parts, to_plain
 from .data import InMemoryDataModule
 from .distributed import use_job_launcher
 from .hardware import resolve_channels_last, resolve_precision
@@ -55,14 +55,7 @@ def build_module(
         saved_layout: the layout a checkpoint's run chose (resumes and eval.py compute exactly as the original).
     """
     optimizer = instantiate(cfg.optimizer)
-    scheduler, interval, frequency = None, "epoch", 1
-    if cfg.get("scheduler") is not None:
-        sched = to_plain(cfg.scheduler)
-        interval = sched.pop("interval", "epoch")
-        frequency = sched.pop("frequency", 1)
-        for key in SCHEDULER_LIGHTNING_KEYS:
-            sched.pop(key, None)
-        scheduler = instantiate(sched)
+    scheduler, interval, frequency = scheduler_parts(cfg)
     module_cfg = to_plain(cfg.module)
     if module_cfg.get("channels_last") == "auto" and saved_layout is not None:
         module_cfg["channels_last"] = saved_layout

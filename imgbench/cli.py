@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
@@ -86,7 +85,6 @@ def _run_dir_chooser(config_name: str) -> Callable[[list[str]], Path]:
             raise sweep
         args = [a for a in argv if not a.startswith("-")]
         try:
-            OverridesParser.create().parse_overrides(args)
             cfg = compose_config(config_name, args)
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(describe_composition_error(e, config_name, args)) from None

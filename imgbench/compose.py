@@ -125,21 +125,26 @@ def compose_config(config_name: str, overrides: Sequence[str]) -> DictConfig:
 # ---------------------------------------------------------------------------- checking jobs
 
 
-def check_job(cfg: DictConfig, task: str) -> None:
+def check_job(cfg: DictConfig, task: str, validator: Callable[[DictConfig, str], None] = validate) -> None:
     """Every check of one job's composed config (with its ``hydra`` node).
+
+    Args:
+        cfg: the job's config.
+        task: ``train`` or ``eval``.
+        validator: the check of the config's values (:func:`imgbench.config.validate`).
 
     Raises:
         ConfigError: the first problem.
     """
-    validate(cfg, task)
+    validator(cfg, task)
     sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "").lower()
     metric = cfg.get("optimized_metric")
     optimising = any(s in sweeper for s in _OPTIMISING_SWEEPERS)
     if optimising and str(metric).startswith("test/") and not cfg.get("test", True):
         raise ConfigError(
-                f"the sweeper optimises optimized_metric={metric} but test=false runs no test; "
-                "set optimized_metric=val/acc_best or test=true"
-            )
+            f"the sweeper optimises optimized_metric={metric} but test=false runs no test; "
+            "set optimized_metric=val/acc_best or test=true"
+        )
     check_writable(Path(_run_root(cfg)))
     check_launcher(cfg)
 
@@ -171,7 +176,12 @@ def sweep_jobs(cfg: DictConfig) -> list[list[str]]:
     return [list(job) for job in itertools.product(*values.values())]
 
 
-def check_sweep(cfg: DictConfig, task: str, compose_job: Callable[[list[str]], DictConfig]) -> int:
+def check_sweep(
+    cfg: DictConfig,
+    task: str,
+    compose_job: Callable[[list[str]], DictConfig],
+    validator: Callable[[DictConfig, str], None] = validate,
+) -> int:
     """Compose every job of the sweep ``cfg`` describes and check the first one in full; returns the job count.
 
     Every job must compose (its group options exist, its keys exist, its values have the schema's types), so that a
@@ -200,7 +210,7 @@ def check_sweep(cfg: DictConfig, task: str, compose_job: Callable[[list[str]], D
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(describe_composition_error(e, task, overrides)) from None
         if i == 0:
-            check_job(job_cfg, task)
+            check_job(job_cfg, task, validator)
     return len(jobs)
 
 
@@ -253,11 +263,10 @@ def precheck(config_name: str, argv: Sequence[str], validator: Callable[[DictCon
         if master.hydra.mode == RunMode.MULTIRUN or multirun:
             with open_dict(master):
                 master.hydra.overrides.task = [a for a in args if not a.startswith("hydra")]
-            check_sweep(master, config_name, lambda o: compose_config(config_name, [*_hydra_args(args), *o]))
+            check_sweep(master, config_name, lambda o: compose_config(config_name, [*_hydra_args(args), *o]), validator)
         else:
             HydraConfig.instance().set_config(master)
-            validator(master, config_name)
-            check_job(master, config_name)
+            check_job(master, config_name, validator)
     except UserError as e:
         fail(e)
     finally:

@@ -44,7 +44,7 @@ SCHEDULER_LIGHTNING_KEYS = {"interval", "frequency", "monitor"}
 DATA_ARGS = ("num_classes", "in_channels", "image_size")
 # what the run passes to the LightningModule itself (not config keys)
 MODULE_RUN_ARGS = {"self", "net", "num_classes", "optimizer", "scheduler", "scheduler_interval", "scheduler_frequency"}
-MODULE_RUN_ARGS |= {"monitor"}
+MODULE_RUN_ARGS.add("monitor")
 PRECISIONS = {
     "32",
     "32-true",
@@ -340,17 +340,34 @@ def check_optimizer(cfg: DictConfig) -> torch.optim.Optimizer:
         raise ConfigError(f"optimizer: {e}; check the optimizer.* values") from None
 
 
+def scheduler_parts(cfg: DictConfig, total_steps: int | None = None) -> tuple[Any, str, int]:
+    """The scheduler of ``cfg`` as a factory of an optimizer, with when Lightning steps it.
+
+    Args:
+        cfg: the run's config.
+        total_steps: fill a ``total_steps: null`` (OneCycleLR) with this; None: leave it for the run.
+
+    Returns:
+        The factory (None without a scheduler), its interval (``epoch`` or ``step``) and frequency; the
+        ``interval``, ``frequency`` and ``monitor`` keys are Lightning's, not the scheduler's.
+    """
+    if cfg.get("scheduler") is None:
+        return None, "epoch", 1
+    sched = to_plain(cfg.scheduler)
+    interval, frequency = sched.pop("interval", "epoch"), sched.pop("frequency", 1)
+    sched.pop("monitor", None)
+    if total_steps is not None and "total_steps" in sched and sched["total_steps"] is None:
+        sched["total_steps"] = total_steps
+    return instantiate_part(sched), interval, frequency
+
+
 def check_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer) -> None:
     """The scheduler of ``cfg`` on the dummy optimizer, stepped a few times (some schedulers fail only then)."""
     if cfg.get("scheduler") is None:
         return
-    sched = OmegaConf.to_container(cfg.scheduler, resolve=True)
-    for key in SCHEDULER_LIGHTNING_KEYS:
-        sched.pop(key, None)
-    if sched.get("total_steps", 0) is None:  # filled with the run's step count when training starts
-        sched["total_steps"] = 100
     try:
-        scheduler = instantiate_part(sched)(optimizer)
+        factory, _, _ = scheduler_parts(cfg, total_steps=100)
+        scheduler = factory(optimizer)
         plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         for _ in range(3):
             optimizer.step()

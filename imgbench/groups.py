@@ -40,11 +40,6 @@ def options(group: str) -> list[str]:
     return sorted(n for n in names if not any(part.startswith("_") for part in n.split("/")))
 
 
-def is_option(group: str, value: str) -> bool:
-    """Whether ``value`` names a config file of ``group``."""
-    return value in options(group)
-
-
 def glob_options(group: str, spec: str) -> list[str]:
     """The options of ``group`` that a sweeper's ``glob(pattern)`` selects.
 

@@ -259,8 +259,9 @@ def _run(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[st
     try:
         if writer:
             write_json(out / "metrics.json", {**run_record(cfg), "status": "running"})
-        if multirun and not is_child():  # a sweep checked its first job before it started; this one checks itself
-            check_job(cfg, str(HydraConfig.get().job.config_name))
+        job = HydraConfig.get().job if multirun else None
+        if job is not None and job.num and not is_child():  # the sweep checked its first job before it started
+            check_job(cfg, str(job.config_name))
         with distributed.job(out, cfg.get("resume")):  # DDP: the processes Lightning starts run this same job
             return fn(cfg)
     except TrainingInterrupted as e:

@@ -16,6 +16,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from .data.augment import AugmentConfig
+
 
 @dataclass
 class SweepSchema:
@@ -61,17 +63,6 @@ class TrainSchema:
 
 
 @dataclass
-class AugmentSchema:
-    """``data.augment.*``: batched training augmentation (imgbench.data.AugmentConfig)."""
-
-    crop_padding: int = 0  # random crop after padding by this many pixels
-    shift: float = 0.0  # random shift by up to this fraction of height and width
-    pad_mode: str = "zeros"  # zeros | reflect | edge (Keras 'nearest')
-    flip: bool = False  # random horizontal flip
-    lighting: float = 0.0  # AlexNet PCA colour noise std (paper: 0.1)
-
-
-@dataclass
 class InMemoryDataSchema:
     """Options shared by every in-memory dataset (imgbench.data.InMemoryDataModule)."""
 
@@ -90,7 +81,7 @@ class InMemoryDataSchema:
     download: bool = False  # fetch the official files through torchvision (needs a network)
     on_device: Any = "auto"  # auto: keep the whole dataset on the GPU when training on one | true | false
     seed: int = "${seed}"  # type: ignore[assignment]  # shuffling and augmentation follow the run's seed
-    augment: AugmentSchema = field(default_factory=AugmentSchema)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # the DataModule's own dataclass
 
 
 @dataclass

@@ -11,7 +11,7 @@ PACKAGE = REPO_ROOT / "imgbench"
 
 # the layers of ../shared/DESIGN.md: a module may import only from its own layer or the ones below
 LAYERS = {
-    "leaves": {"errors", "io", "paths", "ranks", "hydra_runtime", "groups", "resolvers", "schema", "hardware"},
+    "leaves": {"errors", "io", "paths", "ranks", "hydra_runtime", "groups", "resolvers", "hardware"},
     "parts": {
         "models",
         "data",
@@ -24,7 +24,7 @@ LAYERS = {
         "ddp_launcher",
         "checkpoint",
     },
-    "task": {"config", "compose", "build", "record", "run", "resume"},
+    "task": {"schema", "config", "compose", "build", "record", "run", "resume"},
     "entry": {"cli"},
 }
 ORDER = ["leaves", "parts", "task", "entry"]

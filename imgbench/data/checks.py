@@ -7,7 +7,6 @@ larger than the images) are made where the data is loaded.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from numbers import Integral
@@ -149,8 +148,7 @@ def augment_config(value: Any) -> AugmentConfig:
     """Check ``augment`` and make it an :class:`AugmentConfig`.
 
     Args:
-        value: an :class:`AugmentConfig`, a mapping of its fields, a dataclass with its fields (a structured
-            config node), or None (no augmentation).
+        value: an :class:`AugmentConfig`, a mapping of its fields, or None (no augmentation).
 
     Returns:
         The augmentation config.
@@ -160,8 +158,6 @@ def augment_config(value: Any) -> AugmentConfig:
     """
     if isinstance(value, AugmentConfig):
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
     try:
         return AugmentConfig(**(value or {}))
     except (TypeError, ValueError) as e:
