@@ -52,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = output_dir(cfg)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
-    has_val = "val" in dm.splits
+    has_val = "val" in dm.split_sizes
     trainer = build_trainer(cfg, has_val)
     processes = world_size(trainer)
     ckpt_path, ckpt = start_checkpoint(cfg)

@@ -79,14 +79,15 @@ def run_title(trainer: L.Trainer) -> str:
 
 
 def class_names(trainer: L.Trainer, num_classes: int) -> list[str]:
-    """The DataModule's class names, or ``0``, ``1``, ... when it has none.
+    """The DataModule's readable class names (``class_names``, else ``classes``), or ``0``, ``1``, ... when it has none.
 
     Args:
-        trainer: the trainer whose DataModule may have ``classes``.
+        trainer: the trainer whose DataModule may have ``class_names`` (ImageNet's words for its wnids) or ``classes``.
         num_classes: how many classes the model predicts; names of another length are not used.
 
     Returns:
         One name per class.
     """
-    classes = list(getattr(trainer.datamodule, "classes", None) or [])
+    dm = trainer.datamodule
+    classes = list(getattr(dm, "class_names", None) or getattr(dm, "classes", None) or [])
     return [str(c) for c in classes] if len(classes) == num_classes else [str(i) for i in range(num_classes)]

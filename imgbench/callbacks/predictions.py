@@ -76,9 +76,9 @@ def interleave_shares(
     return index, values
 
 
-def _test_split(trainer: L.Trainer) -> Any | None:
-    splits = getattr(trainer.datamodule, "splits", None)
-    return splits.get("test") if isinstance(splits, Mapping) else None
+def _test_size(trainer: L.Trainer) -> int | None:
+    sizes = getattr(trainer.datamodule, "split_sizes", None)
+    return sizes.get("test") if isinstance(sizes, Mapping) else None
 
 
 class PredictionReport(ReportCallback):
@@ -137,8 +137,7 @@ class PredictionReport(ReportCallback):
             pred = label = torch.zeros(0, dtype=torch.long, device=device)
             prob = torch.zeros(0, device=device)
         num_classes = self._num_classes or pl_module.hparams.get("num_classes") or 0
-        test = _test_split(trainer)
-        size = len(test) if test is not None else None
+        size = _test_size(trainer)
         if trainer.world_size == 1:
             counts = [len(pred)]
             shares = {"pred": pred[None], "prob": prob[None], "label": label[None]}
@@ -220,7 +219,7 @@ class ConfusionMatrixReport(PredictionReport):
 class PredictionGrid(PredictionReport):
     """A grid of test images titled ``label=<class>, predict=<class>`` (green: right, red: wrong).
 
-    The images are the DataModule's uint8 test images (``datamodule.splits["test"]``), shown as stored; without
+    The images are the DataModule's uint8 test images (``datamodule.split_images("test", index)``), as stored; without
     such a DataModule the grid is skipped with a warning.
 
     Args:
@@ -278,13 +277,12 @@ class PredictionGrid(PredictionReport):
         return torch.cat([wrong[:k].sort().values, right[: max(0, k - len(wrong))].sort().values])
 
     def report(self, trainer: L.Trainer, predictions: Predictions) -> None:
-        test = _test_split(trainer)
-        if test is None:
-            log.warning("PredictionGrid: the datamodule keeps no test images (datamodule.splits['test']); no grid")
+        dm = trainer.datamodule
+        if not hasattr(dm, "split_images"):
+            log.warning("PredictionGrid: the datamodule cannot show its test images (no split_images); no grid")
             return
         rows = self.choose(predictions)
-        index = predictions.index[rows]
-        images = test.images[index.to(test.images.device)].cpu().numpy()
+        images = dm.split_images("test", predictions.index[rows]).cpu().numpy()
         labels, preds = predictions.label[rows].tolist(), predictions.pred[rows].tolist()
         right = sum(t == p for t, p in zip(labels, preds))
         what = {"random": "random", "first": "first", "errors": "errors first,"}[self.sample]

@@ -239,6 +239,8 @@ class BatchTransform:
         seed: the seed of the transform's random generators.
         crop_size: train on random crops and evaluate on centre crops of this ``(h, w)``; None: whole images.
         views: the evaluation views (see :func:`eval_views`).
+        train_crop: take a random ``crop_size`` crop of training batches (false where the loader already
+            cropped each image, as the streaming path's random-resized crops).
 
     Raises:
         ValueError: unknown ``views``.
@@ -252,6 +254,7 @@ class BatchTransform:
         seed: int = 0,
         crop_size: tuple[int, int] | None = None,
         views: str = "one",
+        train_crop: bool = True,
     ) -> None:
         if views not in EVAL_VIEWS:
             raise ValueError(f"eval views must be one of {', '.join(EVAL_VIEWS)}, got '{views}'")
@@ -261,6 +264,7 @@ class BatchTransform:
         self.seed = seed
         self.crop_size = crop_size
         self.views = views
+        self.train_crop = train_crop
         self._generators: dict[torch.device, torch.Generator] = {}
         self._saved_state: dict[str, torch.Tensor] | None = None
         self._affine_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -322,7 +326,7 @@ class BatchTransform:
         if not train:
             return self.normalize(eval_views(x, self.views, self.crop_size))
         g = self.generator(x.device)
-        if self.crop_size is not None:
+        if self.crop_size is not None and self.train_crop:
             x = random_crop(x, self.crop_size, g)
         if not aug.active:
             return self.normalize(x)

@@ -13,19 +13,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 
 from ..errors import ConfigError, DataError
 from .arrays import ImageArrays, class_diff
-from .augment import EVAL_VIEWS, AugmentConfig, BatchTransform
-from .checks import augment_config, check_bool, check_on_device, check_path, check_val_size, check_whole, size_pair
+from .augment import AugmentConfig
+from .batched import BatchedDataModule
+from .checks import check_bool, check_on_device, check_path, check_val_size, check_whole, size_pair
 from .loader import TensorBatches
 from .normalization import normalization
 
 log = logging.getLogger(__name__)
 
-class InMemoryDataModule(L.LightningDataModule):
+class InMemoryDataModule(BatchedDataModule):
     """Base of the DataModules whose splits are held in memory, each as one uint8 tensor.
 
     Subclasses implement :meth:`load_split` (``train`` or ``test``), set ``name`` and, where they know it,
@@ -33,27 +33,21 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Args:
         data_dir: where the dataset files are (``paths.data_dir``: ``IMGBENCH_DATA_DIR`` or ``./data``).
-        batch_size: training images per optimizer step, all processes together: under DDP each of ``N`` processes
-            takes ``batch_size / N`` of them (it must divide), so a recipe means the same on any number of GPUs.
-        eval_batch_size: images per validation/test step, all processes together (default: ``batch_size``; each
-            process takes ``ceil(eval_batch_size / N)``).
+        batch_size: training images per step, all processes together (see :class:`BatchedDataModule`).
+        eval_batch_size: evaluation images per step, all processes together (default: ``batch_size``).
         val_size: validation images carved from the training split (an int, or a fraction < 1; 0 = none).
         split_seed: the seed of that carve (kept apart from ``seed`` so every run validates on the same images).
         train_size: use only this many training images (after the carve; for quick runs and scaling studies).
-        augment: training-time batched augmentation (see :class:`AugmentConfig`).
-        normalize: ``dataset`` (mean/std of the training images), ``unit`` (x / 255), ``imagenet``,
-            or ``none`` (pixels 0..255 as float).
+        augment: the batched training augmentation (see :class:`AugmentConfig`).
+        normalize: ``dataset`` (the training images' mean/std), ``unit``, ``imagenet`` or ``none``.
         crop_size: train on random crops of this size (``[h, w]`` or one int) and evaluate on the centre crop
             (AlexNet: 224 crops of 256 images); the model sees this size. null: whole images.
-        eval_views: what validation and testing show the model: ``one`` (the centre crop), ``flip`` (it and
-            its mirror image) or ``ten_crop`` (corners, centre and their mirrors); the model averages the
-            softmax over the views.
+        eval_views: ``one``, ``flip`` or ``ten_crop`` (see :class:`BatchedDataModule`).
         steps_per_epoch: an epoch of this many batches from an endless shuffled stream (Keras recipes).
         drop_last: drop the last incomplete training batch.
         download: fetch the official files through torchvision where a network exists.
         on_device: keep the whole dataset on the accelerator (``auto``: on GPUs), like the fastest trainers.
-        seed: the run seed: shuffling and augmentation derive from it (augmentation draws ``seed + 1000 * rank``
-            under DDP, so every process augments differently).
+        seed: the run seed: the shuffling and the batched augmentation follow it.
 
     Raises:
         ConfigError: an argument that cannot work (a one-line message naming ``data.<key>``).
@@ -79,12 +73,8 @@ class InMemoryDataModule(L.LightningDataModule):
         on_device: str | bool = "auto",
         seed: int = 0,
     ) -> None:
-        super().__init__()
-        check_whole("batch_size", batch_size, 1)
-        if normalize not in ("dataset", "unit", "imagenet", "none"):
-            raise ConfigError(f"data.normalize must be dataset, unit, imagenet or none, got '{normalize}'")
+        super().__init__(batch_size, eval_batch_size, augment, normalize, eval_views, seed)
         check_path("data_dir", data_dir)
-        check_whole("eval_batch_size", eval_batch_size, 1, optional=True)
         check_val_size(val_size)
         check_whole("split_seed", split_seed)
         check_whole("train_size", train_size, 1, optional=True)
@@ -92,33 +82,22 @@ class InMemoryDataModule(L.LightningDataModule):
         check_bool("drop_last", drop_last)
         check_bool("download", download)
         check_on_device(on_device)
-        check_whole("seed", seed, 0)
         self.data_dir = Path(data_dir).expanduser()
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
         self.val_size = val_size
         self.split_seed = split_seed
         self.train_size = train_size
-        self.augment = augment_config(augment)
-        self.normalize = normalize
         self.crop_size = size_pair("crop_size", crop_size)
-        if eval_views not in EVAL_VIEWS:
-            raise ConfigError(f"data.eval_views must be one of {', '.join(EVAL_VIEWS)}, got '{eval_views}'")
         if eval_views == "ten_crop" and self.crop_size is None:
             raise ConfigError("data.eval_views=ten_crop needs data.crop_size (e.g. 224 for 256-pixel images)")
-        self.eval_views = eval_views
         self.steps_per_epoch = steps_per_epoch
         self.drop_last = drop_last
         self.download = download
         self.on_device = on_device
-        self.seed = seed
         self.splits: dict[str, ImageArrays] = {}
-        self.classes: list[str] = []
-        self.mean: list[float] = []
-        self.std: list[float] = []
-        self.transform: BatchTransform | None = None
-        self._transform_rank: int | None = None  # the rank the transform's generator was seeded for
-        self._transform_state: dict | None = None
+
+    def loaded(self) -> bool:
+        """Whether the splits are in memory."""
+        return bool(self.splits)
 
     # ------------------------------------------------------------------ what subclasses provide
 
@@ -151,12 +130,6 @@ class InMemoryDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ shape of the data
 
     @property
-    def num_classes(self) -> int:
-        """How many classes the data has (loads the data if needed)."""
-        self._require_setup()
-        return len(self.classes)
-
-    @property
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of what the model sees (the crop size when cropping; loads the data)."""
         self._require_setup()
@@ -167,6 +140,20 @@ class InMemoryDataModule(L.LightningDataModule):
     def split_sizes(self) -> dict[str, int]:
         """Images per loaded split (empty before the data is loaded)."""
         return {k: len(v) for k, v in self.splits.items()}
+
+    def split_images(self, split: str, index: torch.Tensor) -> torch.Tensor:
+        """Some images of a split, as stored.
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+            index: their positions in the split.
+
+        Returns:
+            uint8 images ``(len(index), C, H, W)``, on the CPU.
+        """
+        self._require_setup()
+        images = self.splits[split].images
+        return images[index.to(images.device)].cpu()
 
     def _require_setup(self) -> None:
         if not self.splits:
@@ -188,27 +175,6 @@ class InMemoryDataModule(L.LightningDataModule):
             self._load()
         self._seed_transform()
         self._place_on_device()
-
-    def _seed_transform(self) -> None:
-        """Build the batch transform of this process, seeded with ``seed + 1000 * rank``.
-
-        ``setup`` may first run before a Trainer is attached (rank unknown, 0); Lightning's own ``setup`` call
-        then re-seeds it for the real rank.
-        """
-        rank = self._rank()
-        if self.transform is not None and self._transform_rank == rank:
-            return
-        self.transform = BatchTransform(
-            self.mean,
-            self.std,
-            self.augment,
-            seed=self.seed + 1000 * rank,
-            crop_size=self.crop_size,
-            views=self.eval_views,
-        )
-        self._transform_rank = rank
-        if self._transform_state:
-            self.transform.load_state_dict(self._transform_state)
 
     def _load(self) -> None:
         train = self.load_split("train")
@@ -268,17 +234,6 @@ class InMemoryDataModule(L.LightningDataModule):
     def _normalization(self, train_images: torch.Tensor) -> tuple[list[float], list[float]]:
         return normalization(self.normalize, train_images)
 
-    def _rank(self) -> int:
-        trainer = self._trainer_or_none()
-        return trainer.global_rank if trainer is not None else 0
-
-    def _world(self) -> tuple[int, int]:
-        trainer = self._trainer_or_none()
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-    def _trainer_or_none(self):
-        return getattr(self, "trainer", None)
-
     def _place_on_device(self) -> None:
         trainer = self._trainer_or_none()
         if trainer is None:
@@ -291,27 +246,6 @@ class InMemoryDataModule(L.LightningDataModule):
                 split.labels = split.labels.to(device)
 
     # ------------------------------------------------------------------ loaders
-
-    def per_process_batch_size(self, world_size: int) -> int:
-        """Training images per step of each process: ``batch_size / world_size`` (``batch_size`` is the global batch).
-
-        Args:
-            world_size: the number of processes.
-
-        Returns:
-            The per-process batch size.
-
-        Raises:
-            ConfigError: ``batch_size`` is not a multiple of ``world_size``.
-        """
-        if self.batch_size % world_size:
-            lower = self.batch_size // world_size * world_size
-            choices = " or ".join(str(b) for b in (lower, lower + world_size) if b > 0)
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} is the global batch and does not split over {world_size} "
-                f"processes; use a multiple of {world_size} (e.g. data.batch_size={choices})"
-            )
-        return self.batch_size // world_size
 
     def _loader(self, split: str, train: bool) -> TensorBatches:
         self._require_setup()
@@ -336,15 +270,6 @@ class InMemoryDataModule(L.LightningDataModule):
             position_fn=self._batches_done if train else None,
         )
 
-    def _current_epoch(self) -> int:
-        trainer = self._trainer_or_none()
-        return trainer.current_epoch if trainer is not None else 0
-
-    def _batches_done(self) -> int:
-        """Training batches finished in the current epoch (what a checkpoint saved now has seen)."""
-        trainer = self._trainer_or_none()
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer is not None else 0
-
     def train_dataloader(self) -> TensorBatches:
         """Shuffled training batches of this process (loads the data if needed)."""
         return self._loader("train", train=True)
@@ -360,65 +285,3 @@ class InMemoryDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> TensorBatches:
         """The test batches (predictions are made on the test split)."""
         return self.test_dataloader()
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment (training only) and normalise the uint8 ``(images, labels)`` batch on its device.
-
-        Args:
-            batch: the uint8 images and their labels, on the training device.
-            dataloader_idx: which dataloader the batch comes from (unused).
-
-        Returns:
-            ``(float images, labels)``; in evaluation with several views, images ``(N, V, C, H, W)``.
-        """
-        x, y = batch
-        trainer = self._trainer_or_none()
-        training = bool(trainer is not None and trainer.training)
-        return self.transform(x, train=training), y
-
-    # ------------------------------------------------------------------ checkpoint state
-
-    def state_dict(self) -> dict[str, Any]:
-        """The state a checkpoint keeps: class names, normalisation, image shape and augmentation generators.
-
-        Called on every process when a checkpoint is saved (Lightning's rule): under DDP the augmentation
-        generators of all ranks are gathered into ``augment_rng_ranks``, so that each rank resumes its own.
-        """
-        state: dict[str, Any] = {"name": self.name, "classes": self.classes, "mean": self.mean, "std": self.std}
-        if self.splits:
-            state["image_shape"] = list(self.image_shape)
-        if self.transform is not None:
-            rng = self.transform.state_dict()
-            _, world = self._world()
-            if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-                ranks: list[Any] = [None] * world
-                torch.distributed.all_gather_object(ranks, rng)
-                state["augment_rng_ranks"] = ranks
-            else:
-                state["augment_rng"] = rng
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore this rank's augmentation generator from a checkpoint's state.
-
-        A checkpoint written by another number of processes cannot continue every rank's draws: augmentation
-        then starts again from the seed (with a warning).
-
-        Args:
-            state: what :meth:`state_dict` returned.
-        """
-        rank, world = self._world()
-        ranks = state.get("augment_rng_ranks")
-        saved_world = len(ranks) if ranks is not None else 1
-        if saved_world == world:
-            self._transform_state = ranks[rank] if ranks is not None else state.get("augment_rng")
-        else:  # a run resumed with another number of processes cannot continue every rank's draws
-            log.warning(
-                "the checkpoint comes from %d process(es), this run has %d: augmentation starts again from the seed",
-                saved_world,
-                world,
-            )
-            self._transform_state = None
-        if self.transform is not None:
-            self.transform = None  # re-seeded for this rank, then given the saved state
-            self._seed_transform()

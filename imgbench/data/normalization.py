@@ -53,13 +53,28 @@ def normalization(kind: str, train_images: torch.Tensor) -> tuple[list[float], l
     Raises:
         ConfigError: ``imagenet`` for images that are not RGB.
     """
-    c = train_images.shape[1]
     if kind == "dataset":
         return channel_stats(train_images)
+    return fixed_normalization(kind, train_images.shape[1])
+
+
+def fixed_normalization(kind: str, channels: int) -> tuple[list[float], list[float]]:
+    """The mean and std of the normalisations that need no data: ``imagenet``, ``unit`` and ``none``.
+
+    Args:
+        kind: ``imagenet``, ``unit`` (x / 255) or ``none`` (pixels stay 0..255).
+        channels: the images' channels.
+
+    Returns:
+        The means and the standard deviations, one per channel.
+
+    Raises:
+        ConfigError: ``imagenet`` for images that are not RGB.
+    """
     if kind == "imagenet":
-        if c != 3:
+        if channels != 3:
             raise ConfigError("data.normalize=imagenet needs RGB images; use dataset or unit")
         return list(IMAGENET_MEAN), list(IMAGENET_STD)
     if kind == "unit":
-        return [0.0] * c, [1.0] * c
-    return [0.0] * c, [1.0 / 255] * c  # none: keep 0..255
+        return [0.0] * channels, [1.0] * channels
+    return [0.0] * channels, [1.0 / 255] * channels  # none: keep 0..255
