@@ -144,3 +144,64 @@ def cifar_dir(tmp_path):
     write_cifar(root, "cifar10", n_train=100, n_test=40)
     write_cifar(root, "cifar100", n_train=100, n_test=40)
     return root
+
+
+WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
+
+
+def _jpeg(rng: np.random.Generator, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
+    """A small image of random size (40-90 px a side) with a class-free pattern, encoded as ``fmt``."""
+    import io
+
+    from PIL import Image
+
+    h, w = (int(v) for v in rng.integers(40, 90, 2))
+    base = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)[:h, :w]
+    buf = io.BytesIO()
+    Image.fromarray(base).convert(mode).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def write_ilsvrc(
+    root: Path, per_class: int = 8, n_val: int = 12, labels: str = "loc", odd_files: bool = True, seed: int = 0
+) -> Path:
+    """Write a small ILSVRC-2012 layout: train/<wnid>/<wnid>_<k>.JPEG and a flat val/ with its label file.
+
+    Args:
+        root: where to write.
+        per_class: training images per class.
+        n_val: validation images (ILSVRC2012_val_0000000k.JPEG), labelled round-robin.
+        labels: ``loc`` (Kaggle's LOC_val_solution.csv and LOC_synset_mapping.txt), ``devkit``
+            (ILSVRC2012_validation_ground_truth.txt and meta.mat) or ``none``.
+        odd_files: include a gray JPEG, a CMYK JPEG and a PNG named .JPEG, as ILSVRC has.
+        seed: the seed of the images.
+    """
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    for wnid in WNIDS:
+        (root / "train" / wnid).mkdir(parents=True)
+        for k in range(per_class):
+            (root / "train" / wnid / f"{wnid}_{k}.JPEG").write_bytes(_jpeg(rng))
+    if odd_files:
+        (root / "train" / WNIDS[0] / f"{WNIDS[0]}_gray.JPEG").write_bytes(_jpeg(rng, "L"))
+        (root / "train" / WNIDS[1] / f"{WNIDS[1]}_cmyk.JPEG").write_bytes(_jpeg(rng, "CMYK"))
+        (root / "train" / WNIDS[2] / f"{WNIDS[2]}_png.JPEG").write_bytes(_jpeg(rng, "RGB", "PNG"))
+    (root / "val").mkdir()
+    truth = [k % len(WNIDS) for k in range(n_val)]
+    for k in range(n_val):
+        (root / "val" / f"ILSVRC2012_val_{k + 1:08d}.JPEG").write_bytes(_jpeg(rng))
+    if labels == "loc":
+        rows = [f"ILSVRC2012_val_{k + 1:08d},{WNIDS[t]} 1 2 30 40 {WNIDS[t]} 5 6 20 20" for k, t in enumerate(truth)]
+        (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+        names = ["tench, Tinca tinca", "goldfish, Carassius auratus", "great white shark", "tiger shark"]
+        (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} {n}\n" for w, n in zip(WNIDS, names)))
+    elif labels == "devkit":
+        data = root / "ILSVRC2012_devkit_t12" / "data"
+        data.mkdir(parents=True)
+        ids = [3, 1, 4, 2]  # devkit ids are not in wnid order
+        dtype = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
+        synsets = np.array([(i, w, f"class {w}", 0) for i, w in zip(ids, WNIDS)], dtype=dtype)
+        scipy.io.savemat(str(data / "meta.mat"), {"synsets": synsets})
+        (data / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{ids[t]}\n" for t in truth))
+    return root

@@ -25,7 +25,7 @@ LAYERS = {
         "checkpoint",
     },
     "task": {"schema", "config", "compose", "build", "record", "run", "resume"},
-    "entry": {"cli"},
+    "entry": {"cli", "prepare"},
 }
 ORDER = ["leaves", "parts", "task", "entry"]
 
