@@ -104,11 +104,38 @@ class ImageFolderDataSchema(InMemoryDataSchema):
     cache_dir: str = "${paths.cache_dir}"
 
 
+@dataclass
+class StreamingDataSchema:
+    """The streaming datasets' options (``data=streaming``, ``data=imagenet``): shards of ``imgbench.prepare``."""
+
+    _target_: str = "imgbench.data.StreamingDataModule"
+    root: str = MISSING  # the prepared dataset: a folder (relative to data_dir) or an s3:// or gs:// URI
+    name: str | None = None  # null: the name imgbench.prepare gave it
+    data_dir: str = "${paths.data_dir}"
+    cache_dir: str = "${paths.cache_dir}"  # chunks of a remote dataset are cached here
+    batch_size: int = 256
+    eval_batch_size: int | None = None  # null: batch_size
+    image_size: int = 224  # the square crop the model sees
+    eval_resize: int = 256  # evaluation: shorter side to this, centre square, then the centre image_size crop
+    train_crop: str = "random_resized"  # random_resized: Inception's crops | random: AlexNet's, of the square
+    scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # random_resized: area range
+    ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333333333333])  # random_resized: aspect range
+    num_workers: Any = "auto"  # loader processes per training process; auto: the cores, shared
+    val_size: Any = 10000  # the last images of the (prepare-shuffled) training split; 0: none
+    train_size: int | None = None  # train on only the first this many training images
+    drop_last: bool = False
+    normalize: str = "dataset"  # dataset: the statistics prepare measured | imagenet | unit | none
+    eval_views: str = "one"  # one | flip | ten_crop (of the eval_resize square)
+    seed: int = "${seed}"  # type: ignore[assignment]
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(flip=True))  # flip, lighting
+
+
 SCHEMAS = {
     "imgbench_train": TrainSchema,
     "imgbench_in_memory_data": InMemoryDataSchema,
     "imgbench_cifar100_data": CIFAR100DataSchema,
     "imgbench_image_folder_data": ImageFolderDataSchema,
+    "imgbench_streaming_data": StreamingDataSchema,
 }
 
 

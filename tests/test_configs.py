@@ -21,7 +21,7 @@ DATA = options("data")
 
 @pytest.mark.parametrize(("model", "data"), list(itertools.product(MODELS, DATA)))
 def test_every_model_and_data_composes(model, data, tmp_path):
-    extra = ["data.root=x"] if data == "imagefolder" else []
+    extra = ["data.root=x"] if data in ("imagefolder", "imagenet", "streaming") else []
     cfg = compose_cfg([f"model={model}", f"data={data}", *extra], output_dir=tmp_path)
     validate(cfg)
     assert cfg.model._target_.endswith(model)
@@ -163,7 +163,7 @@ def test_help_lists_only_real_options():
     assert result.returncode == 0
     groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
     assert "_in_memory" not in groups and "imgbench_" not in groups
-    assert "data: cifar10, cifar100, cifar10_jpeg, fashion_mnist, imagefolder, mnist" in groups
+    assert "data: cifar10, cifar100, cifar10_jpeg, fashion_mnist, imagefolder, imagenet, mnist, streaming" in groups
     assert "module: classifier, hashing" in groups
 
 

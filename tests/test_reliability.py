@@ -90,10 +90,14 @@ def test_killed_and_interrupted_runs_resume_to_identical_results(tmp_path):
             assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
     rc, out = _run_until([f"resume={run_dir}"], run_dir, None)
     assert rc == 0, out[-2000:]
+    assert_same_run(ref_dir, run_dir, steps=60)
 
+
+def assert_same_run(ref_dir: Path, run_dir: Path, steps: int) -> None:
+    """The two runs ended after ``steps`` steps with the same weights, bit for bit, and the same metrics."""
     ref = torch.load(ref_dir / "checkpoints" / "last.ckpt", weights_only=True)
     got = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert got["global_step"] == ref["global_step"] == 60
+    assert got["global_step"] == ref["global_step"] == steps
     for name, tensor in ref["state_dict"].items():
         assert torch.equal(tensor, got["state_dict"][name]), name
     ref_metrics = json.loads((ref_dir / "metrics.json").read_text())["metrics"]
