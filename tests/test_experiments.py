@@ -11,13 +11,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from imgbench.config import validate
+from imgbench.data.shard_writer import write_dataset
+from imgbench.data.sources import read_source
 from imgbench.errors import ConfigError
 from imgbench.groups import glob_options, options
 from imgbench.paths import CONF_DIR
-from imgbench.report import load
+from imgbench.report import build_report, load
 from imgbench.run import train
 
-from .conftest import SHARED_DATA, compose_cfg, needs_shared, run_cli, write_image_folder
+from .conftest import SHARED_DATA, compose_cfg, needs_shared, run_cli, write_ilsvrc
 
 EXPERIMENTS = options("experiment")
 STUDIES = [e for e in EXPERIMENTS if e.startswith("study_")]  # the papers' tables; cifar10_fast has no paper
@@ -135,14 +137,15 @@ def _fast(name: str, tmp_path: Path, cifar_dir: Path) -> list[str]:
         overrides.append("data.batch_size=16")  # 1024 with drop_last would leave no batch of 40 images
     if name == "study_a":
         overrides.append("data=mnist")
-    if name == "study_b":
-        root = write_image_folder(tmp_path / "imgs", per_class=3, size=(80, 90))
+    if name == "study_b":  # ILSVRC-style data, prepared into shards and streamed (data=imagenet)
+        source = read_source(write_ilsvrc(tmp_path / "ilsvrc", per_class=3, n_val=4, odd_files=False))
+        write_dataset(source, tmp_path / "shards", workers=1)
         overrides += [
-            f"data.root={root}",
-            "data.image_size=72",
-            "data.crop_size=64",
+            f"data.root={tmp_path / 'shards'}",
+            "data.eval_resize=72",
+            "data.image_size=64",
             "data.val_size=2",
-            f"paths.cache_dir={tmp_path}",
+            "data.num_workers=0",
         ]
     if name.startswith("study_a"):
         overrides.append("module.hash.database_size=64")
@@ -158,6 +161,10 @@ def test_experiment_runs_with_fast_dev_run(name, tmp_path, cifar_dir):
     assert result["reference"] == OmegaConf.select(compose_cfg([f"experiment={name}"]), "report.reference")
     if "submission" in cfg.callbacks:  # the studies' reports (cifar10_fast keeps to the essentials)
         assert (tmp_path / "run" / "submission.csv").is_file() and (tmp_path / "run" / "predictions.png").is_file()
+    if name == "study_b":  # data=imagenet is ILSVRC-2012: the run fills the paper's one-CNN cell of its table 2
+        rows = {row["cell"]: row for row in build_report(tmp_path / "run", result["reference"]).comparison()}
+        assert rows["AlexNet, ILSVRC-2012 val, top-1"]["n"] == "1"
+        assert rows["AlexNet, ILSVRC-2010, top-1"]["ours"] == "not run"
 
 
 def test_a_batch_larger_than_the_data_with_drop_last_is_one_line(tmp_path, cifar_dir):
