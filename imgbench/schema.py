@@ -121,6 +121,7 @@ class StreamingDataSchema:
     scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # random_resized: area range
     ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333333333333333])  # random_resized: aspect range
     num_workers: Any = "auto"  # loader processes per training process; auto: the cores, shared
+    decode: str = "workers"  # workers: decode_jpeg in loader workers | device: the training device decodes batches
     val_size: Any = 10000  # the last images of the (prepare-shuffled) training split; 0: none
     train_size: int | None = None  # train on only the first this many training images
     drop_last: bool = False

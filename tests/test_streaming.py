@@ -253,6 +253,21 @@ def test_random_resized_crops_are_a_function_of_seed_epoch_and_index():
     assert ImageView(train=False, image_size=24, eval_resize=32)(data, 7, 2).shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("train_crop", ["random_resized", "random"])
+def test_decoding_on_the_device_gives_the_workers_images(shards, train_crop):
+    """decode=device (nvJPEG on a GPU) must give what decode=workers gives: here both decode on the CPU."""
+    batches = {}
+    for decode in ("workers", "device"):
+        dm = StreamingDataModule(root=str(shards), image_size=24, eval_resize=32, train_crop=train_crop,
+                                 batch_size=16, val_size=27, num_workers=1, decode=decode)  # fmt: skip
+        dm.setup()
+        train = next(iter(dm.train_dataloader()))
+        test = next(iter(dm.test_dataloader()))
+        batches[decode] = [dm.on_after_batch_transfer(b, 0) for b in (train, test)]  # decoded, normalised
+    for (x, y), (x2, y2) in zip(batches["workers"], batches["device"]):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
 def test_imagenet_and_study_b_compose_the_streaming_recipe():
     cfg = compose_cfg(["data=imagenet", "data.root=/shards"])
     assert cfg.data._target_ == "imgbench.data.StreamingDataModule" and cfg.data.normalize == "imagenet"

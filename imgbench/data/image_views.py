@@ -10,15 +10,19 @@ the crop is drawn here from a generator of its own, and a resumed run crops ever
 
 from __future__ import annotations
 
+import io
 import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 TRAIN_CROPS = ("random_resized", "random")
+DECODERS = ("workers", "device")
 
 
 def decode(data: bytes | memoryview) -> torch.Tensor:
@@ -100,22 +104,112 @@ class ImageView:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     seed: int = 0
 
+    def plan(self, height: int, width: int, index: int, epoch: int) -> tuple[int, int, int, int, int]:
+        """The crop box of one image and the side it is resized to.
+
+        Args:
+            height: the image's height.
+            width: the image's width.
+            index: its index in the split (with ``epoch`` and the seed, it fixes the random crop).
+            epoch: the epoch.
+
+        Returns:
+            ``(top, left, h, w, side)``: ``side`` is ``image_size`` for random-resized crops, else ``eval_resize``.
+        """
+        if self.train and self.train_crop == "random_resized":
+            rng = random.Random(hash((self.seed, epoch, index)))
+            return (*random_resized_box(height, width, rng, self.scale, self.ratio), self.image_size)
+        return (*center_square_box(height, width), self.eval_resize)
+
     def __call__(self, data: bytes | memoryview, index: int, epoch: int) -> torch.Tensor:
         """Decode and crop one image.
 
         Args:
             data: its JPEG bytes.
-            index: its index in the split (with ``epoch`` and the seed, it fixes the random crop).
+            index: its index in the split.
             epoch: the epoch.
 
         Returns:
-            uint8 ``(3, s, s)``: ``s`` is ``image_size`` for random-resized crops, else ``eval_resize``.
+            uint8 ``(3, s, s)`` (see :meth:`plan`).
         """
         image = decode(data)
-        height, width = image.shape[1:]
-        if self.train and self.train_crop == "random_resized":
-            rng = random.Random(hash((self.seed, epoch, index)))
-            box, size = random_resized_box(height, width, rng, self.scale, self.ratio), self.image_size
-        else:
-            box, size = center_square_box(height, width), self.eval_resize
-        return TF.resized_crop(image, *box, [size, size], antialias=True)
+        return crop(image, self.plan(image.shape[1], image.shape[2], index, epoch))
+
+
+def crop(image: torch.Tensor, plan: tuple[int, ...] | torch.Tensor) -> torch.Tensor:
+    """Cut ``plan``'s box out of ``image`` and resize it to a ``side`` x ``side`` square (antialiased).
+
+    Args:
+        image: uint8 ``(3, H, W)``, on any device.
+        plan: ``(top, left, h, w, side)``.
+
+    Returns:
+        uint8 ``(3, side, side)``.
+    """
+    top, left, h, w, side = (int(v) for v in plan)
+    return TF.resized_crop(image, top, left, h, w, [side, side], antialias=True)
+
+
+@dataclass
+class EncodedBatch:
+    """A batch still encoded: the JPEGs and the crop each will get, for the training device to decode.
+
+    Attributes:
+        jpegs: the JPEG bytes of each image (numpy arrays stay on the CPU when Lightning moves the batch).
+        plans: ``(N, 5)`` crop plans (see :meth:`ImageView.plan`).
+    """
+
+    jpegs: list[np.ndarray]
+    plans: torch.Tensor
+
+    def decode(self, device: torch.device) -> torch.Tensor:
+        """Decode every image on ``device`` (nvJPEG on a GPU, in one call) and crop it.
+
+        Args:
+            device: where to decode.
+
+        Returns:
+            uint8 ``(N, 3, side, side)`` on ``device``.
+        """
+        images = decode_jpeg([torch.from_numpy(j) for j in self.jpegs], mode=ImageReadMode.RGB, device=device)
+        return torch.stack([crop(image, plan) for image, plan in zip(images, self.plans.tolist())])
+
+
+@dataclass
+class EncodedView:
+    """What a loader worker does when the training device decodes: read the JPEG's header and plan the crop.
+
+    Attributes:
+        view: the view whose crops are planned.
+    """
+
+    view: ImageView
+
+    def __call__(self, data: bytes | memoryview, index: int, epoch: int) -> tuple[np.ndarray, torch.Tensor]:
+        """The JPEG's bytes and its crop plan.
+
+        Args:
+            data: its JPEG bytes.
+            index: its index in the split.
+            epoch: the epoch.
+
+        Returns:
+            The bytes as a uint8 array and the plan ``(top, left, h, w, side)``.
+        """
+        with Image.open(io.BytesIO(data)) as im:  # the header only: no pixel is decoded here
+            width, height = im.size
+        return np.frombuffer(data, dtype=np.uint8).copy(), torch.tensor(self.view.plan(height, width, index, epoch))
+
+
+def collate_encoded(items: list[tuple[tuple[np.ndarray, torch.Tensor], int]]) -> tuple[EncodedBatch, torch.Tensor]:
+    """Collate :class:`EncodedView` items into an :class:`EncodedBatch` and its labels.
+
+    Args:
+        items: ``((bytes, plan), label)`` per image.
+
+    Returns:
+        The encoded batch and the labels.
+    """
+    jpegs = [jpeg for (jpeg, _), _ in items]
+    plans = torch.stack([plan for (_, plan), _ in items])
+    return EncodedBatch(jpegs, plans), torch.tensor([label for _, label in items])

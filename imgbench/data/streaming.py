@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from .augment import center_crop
 from .batched import BatchedDataModule
 from .checks import check_bool, check_path, check_val_size, check_whole
-from .image_views import TRAIN_CROPS, ImageView
+from .image_views import DECODERS, TRAIN_CROPS, EncodedBatch, EncodedView, ImageView, collate_encoded
 from .normalization import fixed_normalization
 from .shards import ShardMeta, is_remote, read_meta
 
@@ -142,6 +142,8 @@ class StreamingDataModule(BatchedDataModule):
         scale: the random-resized crop's area range, as fractions of the image.
         ratio: its aspect-ratio range.
         num_workers: loader worker processes per process (``auto``: the cores, shared between local processes).
+        decode: ``workers`` (loader workers decode and crop each JPEG) or ``device`` (workers only read the
+            header and plan the crop; the training device decodes the whole batch, with nvJPEG on a GPU).
         val_size: validation images, the last of the (prepare-shuffled) training split (a count or a fraction;
             0: none; a dataset prepared with its own validation split uses that).
         train_size: train on only the first this many training images.
@@ -169,6 +171,7 @@ class StreamingDataModule(BatchedDataModule):
         scale: tuple[float, float] | list[float] = (0.08, 1.0),
         ratio: tuple[float, float] | list[float] = (3 / 4, 4 / 3),
         num_workers: int | str = "auto",
+        decode: str = "workers",
         val_size: int | float = 10000,
         train_size: int | None = None,
         drop_last: bool = False,
@@ -196,6 +199,8 @@ class StreamingDataModule(BatchedDataModule):
         check_val_size(val_size)
         check_whole("train_size", train_size, 1, optional=True)
         check_bool("drop_last", drop_last)
+        if decode not in DECODERS:
+            raise ConfigError(f"data.decode must be one of {', '.join(DECODERS)}, got '{decode}'")
         if self.augment.crop_padding or self.augment.shift:
             raise ConfigError("data.augment.crop_padding and data.augment.shift are for small in-memory images; "
                               "the streaming path crops with data.train_crop")  # fmt: skip
@@ -207,6 +212,7 @@ class StreamingDataModule(BatchedDataModule):
         self.scale, self.ratio = (float(scale[0]), float(scale[1])), (float(ratio[0]), float(ratio[1]))
         self.num_workers = num_workers
         self.val_size, self.train_size, self.drop_last = val_size, train_size, drop_last
+        self.decode = decode
         self.crop_size = (image_size, image_size)
         self.train_crop = train_crop == "random"  # the batch cuts AlexNet's crops; random-resized ones are done
         self.meta: ShardMeta | None = None
@@ -244,7 +250,7 @@ class StreamingDataModule(BatchedDataModule):
         self._require_setup()
         folder, positions = self.ranges[split]
         shards = StreamingDataset(self._split_dir(folder), cache_dir=self._cache())
-        view = self._view(train=False)
+        view = self._view(train=False, encoded=False)
         images = [view(shards[positions[int(i)]]["image"], 0, 0) for i in index]
         return center_crop(torch.stack(images), self.crop_size) if images else torch.zeros(0, *self.image_shape)
 
@@ -306,9 +312,28 @@ class StreamingDataModule(BatchedDataModule):
         local = max(getattr(trainer, "num_devices", 1) or 1, 1) if trainer is not None else 1
         return max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // local)
 
-    def _view(self, train: bool) -> ImageView:
-        return ImageView(train, self.image_size, self.eval_resize, self.train_crop_mode, self.scale, self.ratio,
+    def _view(self, train: bool, encoded: bool | None = None) -> ImageView | EncodedView:
+        view = ImageView(train, self.image_size, self.eval_resize, self.train_crop_mode, self.scale, self.ratio,
                          self.seed)  # fmt: skip
+        return EncodedView(view) if (self.decode == "device" if encoded is None else encoded) else view
+
+    def _collate(self) -> Any:
+        return collate_encoded if self.decode == "device" else None
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Decode an encoded batch on its device first (``decode=device``), then as every DataModule does.
+
+        Args:
+            batch: ``(images or EncodedBatch, labels)`` on the training device.
+            dataloader_idx: which dataloader the batch comes from.
+
+        Returns:
+            ``(float images, labels)``.
+        """
+        x, y = batch
+        if isinstance(x, EncodedBatch):
+            batch = (x.decode(y.device), y)
+        return super().on_after_batch_transfer(batch, dataloader_idx)
 
     def _cache(self) -> str | None:
         return str(self.cache_dir / "streaming") if is_remote(self.root) else None  # local shards are read in place
@@ -342,6 +367,7 @@ class StreamingDataModule(BatchedDataModule):
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=4 if workers else None,
             generator=self._loader_generator(),
+            collate_fn=self._collate(),
         )
 
     def _loader_generator(self) -> torch.Generator:
@@ -364,6 +390,7 @@ class StreamingDataModule(BatchedDataModule):
             pin_memory=torch.cuda.is_available(),
             prefetch_factor=4 if workers else None,
             generator=self._loader_generator(),
+            collate_fn=self._collate(),
         )
 
     def val_dataloader(self) -> DataLoader | list:
