@@ -1,11 +1,11 @@
-"""The data path: in-memory DataModules, readers of the official formats, batched augmentation.
+"""The data path: DataModules, readers of the official formats, batched augmentation, streaming shards.
 
-Modules: ``in_memory`` (the base DataModule), ``builtin`` (MNIST, Fashion-MNIST, CIFAR-10/100), ``image_folder``
+In memory: ``in_memory`` (the base DataModule), ``builtin`` (MNIST, Fashion-MNIST, CIFAR-10/100), ``image_folder``
 (image folders and archives), ``readers`` (npz, torchvision MNIST files, CIFAR pickles), ``archives`` (safe
-extraction), ``folders`` (listing and decoding image folders), ``arrays`` (:class:`ImageArrays`), ``checks``
-(constructor argument checks), ``loader`` (:class:`TensorBatches`) and ``augment`` (:class:`BatchTransform`); the streaming path: ``streaming`` (its DataModule), ``image_views``
-(per-image decoding and crops in loader workers), ``shards`` (the format), ``shard_writer`` and ``sources``
-(``imgbench.prepare``'s writing and source layouts); ``batched`` is the base of both DataModules.
+extraction), ``folders`` (listing and decoding image folders), ``arrays`` (:class:`ImageArrays`) and ``loader``
+(:class:`TensorBatches`). Streamed: ``streaming`` (its DataModule), ``image_views`` (decoding and crops in loader
+workers), ``shards`` (the format), ``shard_writer`` and ``sources`` (what ``imgbench.prepare`` writes and reads).
+Both: ``batched`` (their base), ``augment`` (:class:`BatchTransform`), ``normalization`` and ``checks``.
 """
 
 from .arrays import ImageArrays

@@ -300,7 +300,8 @@ class BatchTransform:
             n, v = x.shape[:2]
             return self.normalize(x.flatten(0, 1)).unflatten(0, (n, v))
         scale, shift = self._affine(x.device, x.shape[1])
-        return torch.addcmul(shift, x.float(), scale)
+        out = x.to(torch.float32, copy=True)  # a copy even of a float input, which is then changed in place
+        return torch.addcmul(shift, out, scale, out=out)  # in place: one batch-sized allocation, not two
 
     def _affine(self, device: torch.device, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The normalisation as ``x * scale + shift`` per channel, built once per device."""
@@ -330,14 +331,19 @@ class BatchTransform:
             x = random_crop(x, self.crop_size, g)
         if not aug.active:
             return self.normalize(x)
-        if aug.crop_padding or aug.shift or aug.flip:
+        mirrored = None
+        if aug.crop_padding or aug.shift:
             h, w = x.shape[2], x.shape[3]
             max_dy = aug.crop_padding + round(aug.shift * h)
             max_dx = aug.crop_padding + round(aug.shift * w)
             x = random_translate(x, max_dy, max_dx, aug.pad_mode, g, flip=aug.flip)
+        elif aug.flip:  # random_flip's draws; the chosen images are mirrored in place after normalising
+            mirrored = torch.rand(x.shape[0], device=x.device, generator=g) < 0.5
         out = self.normalize(x)
+        if mirrored is not None:
+            out[mirrored] = out[mirrored].flip(3)
         if aug.lighting and x.shape[1] == 3:
             # an offset in [0, 1] pixel units becomes offset / std after normalisation
             rgb = lighting_offsets(x.shape[0], aug.lighting, x.device, g)
-            out = out + (rgb / torch.tensor(self.std, device=x.device))[:, :, None, None]
+            out += (rgb / torch.tensor(self.std, device=x.device))[:, :, None, None]
         return out

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
-from torchvision.transforms.v2 import functional as TF
 
 TRAIN_CROPS = ("random_resized", "random")
 DECODERS = ("workers", "device")
@@ -147,7 +147,9 @@ def crop(image: torch.Tensor, plan: tuple[int, ...] | torch.Tensor) -> torch.Ten
         uint8 ``(3, side, side)``.
     """
     top, left, h, w, side = (int(v) for v in plan)
-    return TF.resized_crop(image, top, left, h, w, [side, side], antialias=True)
+    box = image[None, :, top : top + h, left : left + w].contiguous(memory_format=torch.channels_last)
+    # torchvision's resized_crop, but on channels_last: torch's uint8 antialiased kernel is 1.5x faster there
+    return F.interpolate(box, size=(side, side), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 @dataclass
