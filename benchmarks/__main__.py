@@ -71,7 +71,9 @@ def kept_figures(path: Path, sections: list[str]) -> tuple[list[Figure], dict[st
         return [], {}
     old = json.loads(path.read_text())
     figures = [Figure.from_dict(f) for f in old["figures"] if f["section"] not in sections]
-    seconds = old["machine"].get("section_seconds", {})
+    # a section kept by an earlier --keep-others run has its seconds in that run's kept_sections
+    seconds = {k: v.get("seconds") for k, v in old["machine"].get("kept_sections", {}).items()}
+    seconds.update(old["machine"].get("section_seconds", {}))
     kept = {}
     for f in figures:
         date = f.extra.get("measured", old["machine"]["date"])
@@ -183,7 +185,7 @@ def _fmt(value: float, unit: str) -> str:
 
     Args:
         value: the number.
-        unit: its unit ("img/s", "s" or anything else for a bare number).
+        unit: its unit ("img/s", "s", "MB" or anything else for a bare number).
 
     Returns:
         str: the number with its unit.
@@ -192,6 +194,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:,.0f} img/s" if value >= 100 else f"{value:.2f} img/s"
     if unit == "s":
         return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    if unit == "MB":
+        return f"{value:,.0f} MB"
     return f"{value:.3f}"
 
 

@@ -77,7 +77,8 @@ class Figure:
         name: what is compared.
         a_label: what side A is.
         b_label: what side B is.
-        unit: what a sample is: "s" (lower is better) or "img/s" (higher is better).
+        unit: what a sample is: "s" (lower is better), "img/s" (higher is better), or another quantity such as
+            "MB" (the ratio is then simply a / b).
         a: side A's samples, in measurement order.
         b: side B's samples, in measurement order.
         target: the ratio it should reach, in words.
@@ -90,7 +91,7 @@ class Figure:
     name: str
     a_label: str
     b_label: str
-    unit: str  # what a sample is: "s" (lower is better) or "img/s" (higher is better)
+    unit: str  # what a sample is: "s" (lower is better), "img/s" (higher is better), "MB", ... (ratio a / b)
     a: list[float] = field(default_factory=list)
     b: list[float] = field(default_factory=list)
     target: str = ""
@@ -110,7 +111,7 @@ class Figure:
 
     @property
     def ratio(self) -> float:
-        """How many times better ``a`` is than ``b`` (time: b / a; throughput: a / b)."""
+        """How many times better ``a`` is than ``b`` (time: b / a; throughput: a / b; other units, e.g. MB: a / b)."""
         if self.unit == "s":
             return self.b_median / self.a_median
         return self.a_median / self.b_median

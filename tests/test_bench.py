@@ -378,6 +378,16 @@ def test_keep_others_carries_earlier_sections_over_with_their_date(tmp_path):
     assert info == {"recipe": {"date": "2026-01-01T00:00:00", "seconds": 600.0}}
     assert back.as_dict() | {"measured": None} == old.as_dict() | {"measured": None}
     assert kept_figures(tmp_path / "missing.json", []) == ([], {})
+    # kept twice: the second --keep-others run finds recipe's seconds in the first one's kept_sections
+    machine = {"date": "2026-02-01T00:00:00", "section_seconds": {"retrieval": 25.0}, "kept_sections": info}
+    figures = [kept[0].as_dict(), other.as_dict()]
+    (tmp_path / "results.json").write_text(json.dumps({"machine": machine, "figures": figures}))
+    again, info = kept_figures(tmp_path / "results.json", ["streaming"])
+    assert [f.section for f in again] == ["recipe", "retrieval"]
+    assert info == {
+        "recipe": {"date": "2026-01-01T00:00:00", "seconds": 600.0},
+        "retrieval": {"date": "2026-02-01T00:00:00", "seconds": 25.0},
+    }
 
 
 def test_results_are_written_with_numpy_values(tmp_path):
@@ -408,6 +418,120 @@ def test_the_end_to_end_baseline_uses_the_same_cnn():
     ours.load_state_dict(dict(zip(ours.state_dict(), stock.state_dict().values())))
     x = torch.randn(5, 1, 28, 28)
     torch.testing.assert_close(ours(x), stock(x))
+
+
+# ---------------------------------------------------------------------------- the streaming section
+
+
+def test_streaming_section_generates_photo_sized_jpegs(tmp_path):
+    """The generated folder: balanced class folders, sides in range, files of a photo's size (not noise's)."""
+    from PIL import Image
+
+    from benchmarks.sections.streaming import subset_source, write_source
+
+    info = write_source(tmp_path / "src", train=30, val=10)
+    files = sorted((tmp_path / "src" / "train").glob("*/*.jpg"))
+    assert (info.train, info.val, len(files)) == (30, 10, 30)
+    assert sorted({f.parent.name for f in files}) == [f"c{k}" for k in range(10)]
+    for f in files[:5]:
+        with Image.open(f) as im:
+            assert im.format == "JPEG" and im.mode == "RGB" and all(200 <= side <= 500 for side in im.size)
+    assert 15 < info.mean_kb < 60 and 200 <= info.mean_side <= 500
+    # the same seed writes the same images
+    again = write_source(tmp_path / "again", train=30, val=10)
+    assert (tmp_path / "again/train/c3/000003.jpg").read_bytes() == (tmp_path / "src/train/c3/000003.jpg").read_bytes()
+    assert again.mean_kb == info.mean_kb
+    sub = subset_source(tmp_path / "src", tmp_path / "sub", 20, 10)
+    assert len(list((sub / "train").glob("*/*.jpg"))) == 20 and len(list((sub / "val").glob("*/*.jpg"))) == 10
+
+
+def test_streaming_section_measures_prepare_and_the_loaders(tmp_path):
+    """prepare, the streaming loader, ImageFolder + DataLoader and decoding alone, on 40 small JPEGs."""
+    from benchmarks.sections.streaming import (
+        loader_figures,
+        prepare_figure,
+        streaming_module,
+        streaming_rate,
+        write_source,
+    )
+
+    info = write_source(tmp_path / "src", train=40, val=10, sides=(40, 80))
+    shards = tmp_path / "shards"
+    prep = prepare_figure(info, shards, repeats=1)
+    assert (prep.section, prep.unit, prep.target) == ("streaming", "img/s", "")
+    assert prep.a_label.startswith("prepare") and prep.b_label.startswith("read + decode_jpeg")
+    assert len(prep.a) == len(prep.b) == len(prep.loads) // 2 == 1 and prep.a[0] > 0 and prep.b[0] > 0
+    assert "40 training + 10 validation JPEGs" in prep.note
+    meta = json.loads((shards / "imgbench.json").read_text())
+    assert meta["splits"] == {"train": 40, "test": 10}  # val/ without test/ is the test split
+
+    template, decode = loader_figures(info, shards, repeats=1, image_size=32, batch_size=8)
+    assert [f.target for f in (template, decode)] == [">= 1.5x", ">= 0.8x"]
+    assert template.a_label == decode.a_label == "StreamingDataModule (2 workers)"
+    assert template.b_label == "ImageFolder + DataLoader (2 workers)"
+    assert decode.b_label == "decode_jpeg alone (2 processes)"
+    for f in (template, decode):
+        assert f.unit == "img/s" and f.a[0] > 0 and f.b[0] > 0 and f.ratio > 0
+        assert f.extra["met"] == (f.ratio >= float(f.target.split()[1].rstrip("x")))
+    profile = decode.extra["per_image_ms"]
+    assert set(profile) == {"decode", "resized_crop", "collate", "flip_normalise", "flip_normalise_kernel"}
+    assert min(profile.values()) >= 0 and profile["decode"] > 0 and profile["flip_normalise"] > 0
+    # an epoch that does not see every training image once is refused, not timed
+    with pytest.raises(RuntimeError, match="yielded 40 images"):
+        streaming_rate(streaming_module(shards, 32, 8), expected=41)
+
+
+def test_streaming_section_peak_memory_sums_the_process_tree():
+    """The memory figure's measurement: the peak of the summed RSS of a process and its children."""
+    from benchmarks.sections.streaming import peak_tree_memory
+
+    code = (
+        "import os, time\n"
+        "a = b'x' * (60 << 20)\n"  # 60 MB in the parent, shared with the child after the fork
+        "if os.fork() == 0:\n"
+        "    b = b'y' * (80 << 20)\n"  # and 80 MB of the child's own
+        "    time.sleep(1.0)\n"
+        "    os._exit(0)\n"
+        "os.wait()\n"
+    )
+    mem = peak_tree_memory([sys.executable, "-c", code], interval=0.02)
+    assert mem.returncode == 0 and mem.peak_processes == 2
+    assert mem.peak_rss_mb > 60 + 60 + 80  # the shared 60 MB counts in both resident sets
+    assert 60 + 80 < mem.peak_pss_mb < mem.peak_rss_mb  # PSS counts it once
+    assert mem.peak_anon_mb > 60 + 60 + 80  # all of it anonymous memory
+    failed = peak_tree_memory([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
+    assert failed.returncode == 3 and "boom" in failed.output
+
+
+def test_streaming_section_memory_figure_runs_train_py(tmp_path):
+    """Two train.py runs (N and 10N images) through the memory figure: peaks in MB, the ratio and its target."""
+    from benchmarks.sections.streaming import memory_figure, write_source
+
+    info = write_source(tmp_path / "src", train=40, val=10, sides=(40, 60))
+    fig = memory_figure(info, tmp_path, n=4, repeats=1, image_size=32)
+    assert (fig.unit, fig.target, fig.a_label, fig.b_label) == ("MB", "<= 1.2", "40 images", "4 images")
+    assert fig.a[0] > 100 and fig.b[0] > 100 and fig.ratio == fig.a[0] / fig.b[0]
+    assert fig.extra["met"] == (fig.ratio <= 1.2) and fig.extra["processes"] >= 3  # main + 2 loader workers
+    assert 0 < fig.extra["a_pss_mb"][0] < fig.a[0] and 0 < fig.extra["a_anon_mb"][0] < fig.a[0]
+    assert "summed RssAnon (no mapped files)" in fig.note
+    assert sorted(p.name for p in tmp_path.glob("shards-*")) == ["shards-4", "shards-40"]
+
+
+def test_streaming_section_is_registered_with_its_sizes():
+    from benchmarks.__main__ import report
+    from benchmarks.common import Figure
+    from benchmarks.sections import SECTIONS, Sizes, streaming
+
+    assert SECTIONS["streaming"] is streaming.run
+    assert list(SECTIONS).index("streaming") == list(SECTIONS).index("recipe") - 1
+    quick, default = Sizes.quick(), Sizes()
+    assert quick.streaming_images < default.streaming_images
+    assert 10 * default.streaming_memory_images <= default.streaming_images  # 10N from the generated folder
+    fig = Figure("streaming", "peak memory", "3,000 images", "300 images", "MB", a=[2100.4], b=[2000.0])
+    info = {"cpu": "c", "cores": 2, "cpu_capability": "AVX2", "native_bf16": False, "gpu": None, "torch": "2"}
+    info |= {"python": "3", "threads": 1, "date": "d", "quick": True, "load_at_start": 1.0, "load_at_end": 1.0}
+    text = report(info | {"section_seconds": {"streaming": 1.0}}, quick, [fig])
+    assert "| 2,100 MB | 2,000 MB | 1.05x |" in text
 
 
 class _Tiny(L.LightningModule):

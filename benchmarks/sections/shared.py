@@ -28,6 +28,8 @@ class Sizes:
     scaling_sizes: tuple[int, ...] = (10000, 30000, 60000)
     scaling_batches: tuple[int, ...] = (64, 128, 256)
     scaling_batch_images: int = 10000
+    streaming_images: int = 5000  # generated ImageNet-like training JPEGs (and a tenth as many validation ones)
+    streaming_memory_images: int = 500  # N of the streaming memory figure: train.py on N and 10N training images
     recipe_epochs: int = 16  # experiment=cifar10_fast on cifar10_jpeg: the recipe's 16 epochs
     recipe_train_size: int | None = None  # None: all 50,000 training images
 
@@ -51,6 +53,8 @@ class Sizes:
             scaling_sizes=(2000, 6000, 12000),
             scaling_batches=(64, 128, 256),
             scaling_batch_images=4000,
+            streaming_images=1000,
+            streaming_memory_images=100,
             recipe_epochs=1,
             recipe_train_size=2048,
         )
