@@ -72,13 +72,17 @@ def kept_figures(path: Path, sections: list[str]) -> tuple[list[Figure], dict[st
     old = json.loads(path.read_text())
     figures = [Figure.from_dict(f) for f in old["figures"] if f["section"] not in sections]
     # a section kept by an earlier --keep-others run has its seconds in that run's kept_sections
-    seconds = {k: v.get("seconds") for k, v in old["machine"].get("kept_sections", {}).items()}
+    earlier = old["machine"].get("kept_sections", {})
+    seconds = {k: v.get("seconds") for k, v in earlier.items()}
     seconds.update(old["machine"].get("section_seconds", {}))
+    # the CPU each kept section was measured on: the machine of its run (CPUs differ between runs)
+    old_cpu = f"{old['machine']['cpu']}, {old['machine']['cpu_capability']}"
+    cpus = {k: v.get("cpu", old_cpu) for k, v in earlier.items()}
     kept = {}
     for f in figures:
         date = f.extra.get("measured", old["machine"]["date"])
         f.extra["measured"] = date
-        kept[f.section] = {"date": date, "seconds": seconds.get(f.section)}
+        kept[f.section] = {"date": date, "seconds": seconds.get(f.section), "cpu": cpus.get(f.section, old_cpu)}
     return figures, kept
 
 
@@ -225,7 +229,8 @@ def report(info: dict, sizes: Sizes, figures: list[Figure]) -> str:
         f" the cores)",
         f"- seconds per section: {', '.join(f'{k} {v}' for k, v in info['section_seconds'].items())}",
         *(
-            f"- section {name} kept from the run of {k['date']} (`--keep-others`; it took {k['seconds']} s)"
+            f"- section {name} kept from the run of {k['date']} on {k.get('cpu', 'another machine')} "
+            f"(`--keep-others`; it took {k['seconds']} s)"
             for name, k in info.get("kept_sections", {}).items()
         ),
         "",

@@ -368,6 +368,7 @@ def test_keep_others_carries_earlier_sections_over_with_their_date(tmp_path):
     old.extra.update(test_acc=0.5, command="cmd")
     other = Figure("retrieval", "codes", "ours", "direct", "s", a=[1.0, 2.0, 3.0], b=[40.0, 50.0, 60.0])
     machine = {"date": "2026-01-01T00:00:00", "section_seconds": {"recipe": 600.0, "retrieval": 20.0}}
+    machine |= {"cpu": "CPU one", "cpu_capability": "AVX2"}
     figures = [old.as_dict(), other.as_dict()]
     (tmp_path / "results.json").write_text(json.dumps({"machine": machine, "figures": figures}))
 
@@ -375,18 +376,19 @@ def test_keep_others_carries_earlier_sections_over_with_their_date(tmp_path):
     assert [f.section for f in kept] == ["recipe"]
     back = kept[0]
     assert (back.a, back.b, back.note, back.loads, back.extra["test_acc"]) == ([90.0], [90.0], "n", [1.5], 0.5)
-    assert info == {"recipe": {"date": "2026-01-01T00:00:00", "seconds": 600.0}}
+    assert info == {"recipe": {"date": "2026-01-01T00:00:00", "seconds": 600.0, "cpu": "CPU one, AVX2"}}
     assert back.as_dict() | {"measured": None} == old.as_dict() | {"measured": None}
     assert kept_figures(tmp_path / "missing.json", []) == ([], {})
     # kept twice: the second --keep-others run finds recipe's seconds in the first one's kept_sections
     machine = {"date": "2026-02-01T00:00:00", "section_seconds": {"retrieval": 25.0}, "kept_sections": info}
+    machine |= {"cpu": "CPU two", "cpu_capability": "AVX512"}
     figures = [kept[0].as_dict(), other.as_dict()]
     (tmp_path / "results.json").write_text(json.dumps({"machine": machine, "figures": figures}))
     again, info = kept_figures(tmp_path / "results.json", ["streaming"])
     assert [f.section for f in again] == ["recipe", "retrieval"]
     assert info == {
-        "recipe": {"date": "2026-01-01T00:00:00", "seconds": 600.0},
-        "retrieval": {"date": "2026-02-01T00:00:00", "seconds": 25.0},
+        "recipe": {"date": "2026-01-01T00:00:00", "seconds": 600.0, "cpu": "CPU one, AVX2"},  # its own CPU
+        "retrieval": {"date": "2026-02-01T00:00:00", "seconds": 25.0, "cpu": "CPU two, AVX512"},
     }
 
 
