@@ -94,6 +94,9 @@ VALUE_RULES: list[tuple[str, Callable[[float], bool], str]] = [
     ("scheduler.min_lr", lambda v: v >= 0, ">= 0"),
     ("scheduler.total_steps", _whole_at_least_1, "a whole number >= 1 (or null: the run's steps)"),
     ("scheduler.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("scheduler.warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("scheduler.start_factor", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("scheduler.min_factor", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("scheduler.frequency", _whole_at_least_1, "a whole number >= 1"),
 ]
 
@@ -416,6 +419,8 @@ def model_error(error: InstantiationException) -> ConfigError | None:
     if isinstance(cause, ArgumentError):
         if cause.argument in DATA_ARGS:  # the data's shape does not suit the model
             return ConfigError(f"{cause}; choose another model, or data of a size it takes")
+        if isinstance(cause, TypeError):  # an option the model does not take (models.hub.UnknownOptionError)
+            return ConfigError(f"model.{cause.argument}: {cause}")
         return ConfigError(f"model.{cause.argument}: {cause}; set model.{cause.argument}=<value>")
     if isinstance(cause, UserError):
         return ConfigError(str(cause))

@@ -21,8 +21,9 @@ RUN_KEYS = ("data", "model", "optimizer", "scheduler", "module", "seed", "monito
 
 
 def model_name(model_cfg: DictConfig) -> str:
-    """The registry name of a model config (its factory's name)."""
-    return str(model_cfg["_target_"]).rsplit(".", 1)[-1]
+    """The registry name of a model config (its factory's name); for timm's and torchvision's, ``timm/<name>``."""
+    name = str(model_cfg["_target_"]).rsplit(".", 1)[-1]
+    return f"{name}/{model_cfg['name']}" if model_cfg.get("name") else name
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:

@@ -22,6 +22,8 @@ DATA = options("data")
 @pytest.mark.parametrize(("model", "data"), list(itertools.product(MODELS, DATA)))
 def test_every_model_and_data_composes(model, data, tmp_path):
     extra = ["data.root=x"] if data in ("imagefolder", "imagenet", "streaming") else []
+    if model in ("timm", "torchvision"):  # name: ??? (required)
+        extra.append("model.name=resnet18")
     cfg = compose_cfg([f"model={model}", f"data={data}", *extra], output_dir=tmp_path)
     validate(cfg)
     assert cfg.model._target_.endswith(model)

@@ -1,15 +1,19 @@
 """Plain ``nn.Module`` image classifiers and their registry. Nothing here knows about training.
 
 One module per model family, named after its registry names (``keras``, ``single_conv``, ``lenet5``,
-``cifar_cnn``, ``alexnet``, ``alexnet_hash``, ``resnet``, ``fastnet``); shared layers and argument checks in
-:mod:`~imgbench.models.layers`, the registry and the one builder in :mod:`~imgbench.models.registry`, and the one
-weight loader in :mod:`~imgbench.models.weights`. Importing this package registers every model.
+``cifar_cnn``, ``alexnet``, ``alexnet_hash``, ``resnet``, ``fastnet``), and :mod:`~imgbench.models.hub` for
+timm's and torchvision's models (registry names ``timm`` and ``torchvision``, with ``name=``); shared layers in
+:mod:`~imgbench.models.layers`, argument checks in :mod:`~imgbench.models.arguments`, the registry and the one
+builder in :mod:`~imgbench.models.registry`, and the one weight loader (with :func:`classifier_prefix` and
+:func:`pretrained_stats`) in :mod:`~imgbench.models.weights`. Importing this package registers every model;
+``python -m imgbench.models`` lists them.
 """
 
 from .alexnet import alexnet, alexnet_tv
 from .alexnet_hash import alexnet_hash
 from .cifar_cnn import cifar_cnn
 from .fastnet import fastnet
+from .hub import timm, torchvision
 from .keras import keras_cnn, keras_fcn
 from .layers import count_parameters
 from .lenet5 import lenet5
@@ -25,6 +29,7 @@ from .registry import (
 )
 from .resnet import resnet18, resnet34
 from .single_conv import single_conv
+from .weights import classifier_prefix, pretrained_stats
 
 __all__ = [
     "UnknownModelError",
@@ -33,6 +38,7 @@ __all__ = [
     "alexnet_tv",
     "build_model",
     "cifar_cnn",
+    "classifier_prefix",
     "count_parameters",
     "create_model",
     "fastnet",
@@ -43,8 +49,11 @@ __all__ = [
     "lenet5",
     "list_models",
     "model_arguments",
+    "pretrained_stats",
     "register_model",
     "resnet18",
     "resnet34",
     "single_conv",
+    "timm",
+    "torchvision",
 ]

@@ -183,14 +183,18 @@ def check_data_shape(num_classes: object, in_channels: object, image_size: objec
 
 
 def check_pretrained(value: object, prefix: str = "") -> None:
-    """Check ``pretrained``: None, a path or a name (the file itself is read later, by the weight loader).
+    """Check ``pretrained``: None/False, True (the default weights), a path or a name (read later, by the loader).
 
     Args:
         value: The value given.
         prefix: Put before the message (the model's name, say).
 
     Raises:
-        ArgumentError: ``value`` is neither None, a string nor a path.
+        ArgumentError: ``value`` is neither None, a bool, a string nor a path.
     """
-    if value is not None and not isinstance(value, str | os.PathLike):
-        raise ArgumentError("pretrained", f"{prefix}pretrained must be a file path or a weight name, got {value!r}")
+    if value is not None and not isinstance(value, bool | str | os.PathLike):
+        raise ArgumentError(
+            "pretrained",
+            f"{prefix}pretrained must be true (the model's default weights), a file path or a weight name, "
+            f"got {value!r}",
+        )

@@ -100,8 +100,9 @@ def build_model(model_cls: type[M], *args: Any, **kwargs: Any) -> M:
     Args:
         model_cls: The model class.
         *args: What the factory fixes (positional-only arguments of the class).
-        **kwargs: The switches and the data's shape; ``pretrained`` (for classes that take it) names a weights
-            file or a torchvision weight name, loaded by :func:`imgbench.models.weights.load_pretrained`.
+        **kwargs: The switches and the data's shape; ``pretrained`` (for classes that take it): True for the
+            default weights, a weights file or a torchvision weight name, loaded by
+            :func:`imgbench.models.weights.load_pretrained`.
 
     Returns:
         The model.
@@ -112,9 +113,9 @@ def build_model(model_cls: type[M], *args: Any, **kwargs: Any) -> M:
         CheckpointError: Weights that cannot be read or do not fit.
     """
     model = model_cls(*args, **kwargs)
-    pretrained: str | os.PathLike | None = kwargs.get("pretrained")
+    pretrained: str | os.PathLike | bool | None = kwargs.get("pretrained")
     if pretrained:
-        load_pretrained(model, pretrained)
+        load_pretrained(model, pretrained, in_channels=kwargs.get("in_channels"))
     return model
 
 
@@ -167,11 +168,11 @@ def model_arguments(name: str) -> tuple[set[str], bool]:
     return names, open_ended
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, /, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name``.
 
     Args:
-        name: A registry name.
+        name: A registry name (positional: ``create_model("timm", name="resnet18", ...)`` passes timm's name on).
         **kwargs: The model's arguments: ``num_classes``, ``in_channels``, ``image_size`` and its switches.
 
     Returns:
