@@ -73,7 +73,8 @@ class InMemoryDataSchema:
     val_size: Any = 5000  # images carved from the training split (a count, or a fraction < 1)
     split_seed: int = 0  # fixed, so every run validates on the same images whatever its seed
     train_size: int | None = None  # use only this many training images (quick runs, scaling studies)
-    normalize: str = "dataset"  # dataset: the training images' mean/std | unit: x / 255 | imagenet | none
+    normalize: str = "auto"  # auto: a pretrained model's statistics, else dataset | dataset: the training images'
+    # mean/std | unit: x / 255 | imagenet | none
     crop_size: Any = None  # train on random crops of this size, evaluate on the centre crop (null: whole images)
     eval_views: str = "one"  # one | flip: + mirror image | ten_crop: corners, centre, mirrors (softmax averaged)
     steps_per_epoch: int | None = None  # an epoch of this many batches (Keras steps_per_epoch); null: one pass
@@ -125,7 +126,7 @@ class StreamingDataSchema:
     val_size: Any = 10000  # the last images of the (prepare-shuffled) training split; 0: none
     train_size: int | None = None  # train on only the first this many training images
     drop_last: bool = False
-    normalize: str = "dataset"  # dataset: the statistics prepare measured | imagenet | unit | none
+    normalize: str = "auto"  # auto: a pretrained model's, else dataset | dataset: prepare's | imagenet | unit | none
     eval_views: str = "one"  # one | flip | ten_crop (of the eval_resize square)
     seed: int = "${seed}"  # type: ignore[assignment]
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(flip=True))  # flip, lighting

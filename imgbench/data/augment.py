@@ -1,9 +1,11 @@
 """Batched augmentation and normalisation on uint8 image tensors, on whatever device the batch is on.
 
-No per-image Python work: one call transforms a whole ``(N, C, H, W)`` batch. Geometric transforms run on
+No per-image Python work (but for the opt-in auto-augment policies, whose torchvision ops take one image at a
+time): one call transforms a whole ``(N, C, H, W)`` batch. Geometric transforms run on
 uint8 (cheap), then the batch becomes float and is normalised. Randomness comes from the transform's own
 ``torch.Generator`` so that it can be seeded per process (different on every DDP rank) and saved in
-checkpoints.
+checkpoints. Per-image auto-augment policies live in :mod:`~imgbench.data.policies`, Mixup, CutMix and random
+erasing in :mod:`~imgbench.data.mixing`; they draw from the same generators.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from numbers import Integral, Real
 import torch
 import torch.nn.functional as F
 
+from .mixing import mix_batch, random_erase
+from .policies import AUTO_POLICIES, RANDAUGMENT_MAX_MAGNITUDE, auto_augment, auto_policy
+
 # AlexNet's "fancy PCA" lighting: the eigen decomposition of ImageNet's RGB covariance (pixels in [0, 1]),
 # the values every reimplementation uses (fb.resnet.torch, timm).
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -25,6 +30,8 @@ IMAGENET_EIGVEC = (
 )
 
 PAD_MODES = ("zeros", "reflect", "edge")
+_RATES = ("mixup_alpha", "cutmix_alpha")  # AugmentConfig's Beta concentrations
+_PROBABILITIES = ("mix_prob", "switch_prob", "erase_prob")
 
 
 @dataclass
@@ -37,6 +44,15 @@ class AugmentConfig:
         pad_mode: how crop and shift fill the border: zeros, reflect or edge (Keras's 'nearest').
         flip: random horizontal flip with probability 1/2.
         lighting: standard deviation of AlexNet's PCA colour noise (0: off; the paper uses 0.1).
+        auto: a per-image auto-augment policy on the uint8 images: none, trivialaugment (TrivialAugment Wide) or
+            randaugment.
+        randaugment_ops: RandAugment's operations per image.
+        randaugment_magnitude: RandAugment's magnitude, 0..30.
+        mixup_alpha: Mixup's Beta concentration (0: off; 0.2 or 0.8 in modern recipes).
+        cutmix_alpha: CutMix's Beta concentration (0: off; 1.0 in modern recipes).
+        mix_prob: the probability that a training batch is mixed (with Mixup or CutMix on).
+        switch_prob: with both alphas above 0, the probability of CutMix rather than Mixup for a batch.
+        erase_prob: the probability that an image gets a random-erasing box of noise (0: off).
 
     Raises:
         ValueError: a value of the wrong type or out of range.
@@ -47,12 +63,23 @@ class AugmentConfig:
     pad_mode: str = "zeros"
     flip: bool = False
     lighting: float = 0.0
+    auto: str = "none"
+    randaugment_ops: int = 2
+    randaugment_magnitude: int = 9
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    switch_prob: float = 0.5
+    erase_prob: float = 0.0
 
     def __post_init__(self) -> None:
         for key, kind, what in (
             ("crop_padding", Integral, "a whole number"),
             ("shift", Real, "a number"),
             ("lighting", Real, "a number"),
+            ("randaugment_ops", Integral, "a whole number"),
+            ("randaugment_magnitude", Integral, "a whole number"),
+            *((key, Real, "a number") for key in _RATES + _PROBABILITIES),
         ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, kind):
@@ -63,11 +90,37 @@ class AugmentConfig:
             raise ValueError("augment: crop_padding >= 0, 0 <= shift < 1 and lighting >= 0 are required")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"augment.pad_mode must be one of {', '.join(PAD_MODES)}, got '{self.pad_mode}'")
+        if self.auto not in AUTO_POLICIES:
+            raise ValueError(f"augment.auto must be one of {', '.join(AUTO_POLICIES)}, got {self.auto!r}")
+        if self.randaugment_ops < 1:
+            raise ValueError(f"augment.randaugment_ops must be >= 1, got {self.randaugment_ops}")
+        if not 0 <= self.randaugment_magnitude <= RANDAUGMENT_MAX_MAGNITUDE:
+            bound, value = RANDAUGMENT_MAX_MAGNITUDE, self.randaugment_magnitude
+            raise ValueError(f"augment.randaugment_magnitude must be in 0..{bound}, got {value}")
+        for key in _RATES:  # `not >=` also refuses NaN
+            if not 0 <= getattr(self, key) < float("inf"):
+                raise ValueError(f"augment.{key} must be a finite number >= 0, got {getattr(self, key)!r}")
+        for key in _PROBABILITIES:
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"augment.{key} must be a probability in [0, 1], got {getattr(self, key)!r}")
+
+    @property
+    def mixing(self) -> bool:
+        """Whether Mixup or CutMix is on (training batches then carry soft targets)."""
+        return bool(self.mixup_alpha or self.cutmix_alpha)
 
     @property
     def active(self) -> bool:
         """Whether any augmentation is switched on."""
-        return bool(self.crop_padding or self.shift or self.flip or self.lighting)
+        return bool(
+            self.crop_padding
+            or self.shift
+            or self.flip
+            or self.lighting
+            or self.auto != "none"
+            or self.erase_prob
+            or self.mixing
+        )
 
 
 _TORCH_PAD = {"zeros": "constant", "reflect": "reflect", "edge": "replicate"}
@@ -268,6 +321,7 @@ class BatchTransform:
         self._generators: dict[torch.device, torch.Generator] = {}
         self._saved_state: dict[str, torch.Tensor] | None = None
         self._affine_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._policy = auto_policy(self.augment.auto, self.augment.randaugment_ops, self.augment.randaugment_magnitude)
 
     def generator(self, device: torch.device) -> torch.Generator:
         """This transform's random generator on ``device`` (created on first use, seeded by ``seed``)."""
@@ -316,6 +370,9 @@ class BatchTransform:
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """Transform one batch.
 
+        Training runs: random crop, shift/crop and flip, the auto-augment policy (on uint8), normalisation,
+        lighting, random erasing; Mixup and CutMix need the labels and are :meth:`mix`.
+
         Args:
             x: uint8 images ``(N, C, H, W)``.
             train: augment (and random-crop) for training; otherwise the evaluation views.
@@ -339,6 +396,11 @@ class BatchTransform:
             x = random_translate(x, max_dy, max_dx, aug.pad_mode, g, flip=aug.flip)
         elif aug.flip:  # random_flip's draws; the chosen images are mirrored in place after normalising
             mirrored = torch.rand(x.shape[0], device=x.device, generator=g) < 0.5
+        if self._policy is not None:
+            if mirrored is not None:  # the policy's ops are not mirror-symmetric: flip first, on uint8
+                x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
+                mirrored = None
+            x = auto_augment(x, self._policy, g)
         out = self.normalize(x)
         if mirrored is not None:
             out[mirrored] = out[mirrored].flip(3)
@@ -346,4 +408,22 @@ class BatchTransform:
             # an offset in [0, 1] pixel units becomes offset / std after normalisation
             rgb = lighting_offsets(x.shape[0], aug.lighting, x.device, g)
             out += (rgb / torch.tensor(self.std, device=x.device))[:, :, None, None]
+        if aug.erase_prob:
+            out = random_erase(out, aug.erase_prob, g)
         return out
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixup or CutMix a transformed training batch (the last training step, after :meth:`__call__`).
+
+        Args:
+            x: float images ``(N, C, H, W)`` from :meth:`__call__` with ``train=True``.
+            y: their integer labels ``(N,)``.
+            num_classes: the number of classes.
+
+        Returns:
+            The mixed images and float32 soft targets ``(N, num_classes)``, rows summing to one (one-hot rows
+            when Mixup and CutMix are off).
+        """
+        aug = self.augment
+        g = self.generator(x.device)
+        return mix_batch(x, y, num_classes, aug.mixup_alpha, aug.cutmix_alpha, aug.mix_prob, aug.switch_prob, g)

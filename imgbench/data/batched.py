@@ -2,8 +2,12 @@
 
 Both data paths deliver ``(uint8 images, labels)`` batches: the in-memory one gathers them from one tensor, the
 streaming one decodes them in loader workers. What happens after the batch reached its device (flips, crops,
-PCA lighting, normalisation, evaluation views) is this class's, so both paths train and evaluate alike, and
-the augmentation generators of every rank are saved in checkpoints.
+auto-augment, PCA lighting, normalisation, random erasing, Mixup/CutMix, evaluation views) is this class's, so
+both paths train and evaluate alike, and the augmentation generators of every rank are saved in checkpoints.
+
+The batch the model gets: ``(float32 images, int64 labels)``, or with Mixup or CutMix on, training batches
+``(images, labels, soft targets)``: the labels stay the true ones (for accuracy), the soft targets
+``(N, num_classes)`` float32 are what the loss is taken against.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from .checks import augment_config, check_whole
 
 log = logging.getLogger(__name__)
 
-NORMALIZE = ("dataset", "unit", "imagenet", "none")
+NORMALIZE = ("auto", "dataset", "unit", "imagenet", "none")
 
 
 class BatchedDataModule(L.LightningDataModule):
@@ -36,7 +40,8 @@ class BatchedDataModule(L.LightningDataModule):
         eval_batch_size: images per validation/test step, all processes together (default: ``batch_size``; each
             process takes ``ceil(eval_batch_size / N)``).
         augment: the batched training augmentation (see :class:`~imgbench.data.augment.AugmentConfig`).
-        normalize: ``dataset`` (mean/std of the training images), ``unit`` (x / 255), ``imagenet``,
+        normalize: ``auto`` (the statistics a pretrained model's weights expect, else ``dataset``), ``dataset``
+            (mean/std of the training images), ``unit`` (x / 255), ``imagenet``,
             or ``none`` (pixels 0..255 as float).
         eval_views: what validation and testing show the model: ``one`` (the centre crop), ``flip`` (it and
             its mirror image) or ``ten_crop`` (corners, centre and their mirrors); the model averages the
@@ -55,7 +60,7 @@ class BatchedDataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         augment: Any = None,
-        normalize: str = "dataset",
+        normalize: str = "auto",
         eval_views: str = "one",
         seed: int = 0,
     ) -> None:
@@ -113,6 +118,27 @@ class BatchedDataModule(L.LightningDataModule):
         """
         raise NotImplementedError
 
+    def use_statistics(self, mean: list[float], std: list[float], source: str) -> bool:
+        """Normalise with ``mean`` and ``std`` instead of the data's own, when ``normalize`` is ``auto``.
+
+        Args:
+            mean: per-channel means, in [0, 1] units (e.g. those pretrained weights were trained with).
+            std: per-channel standard deviations.
+            source: what they come from, for the log.
+
+        Returns:
+            Whether they are used (``normalize=auto`` and as many channels as the data has).
+        """
+        if self.normalize != "auto" or len(mean) != len(self.mean or mean):
+            return False
+        self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
+        log.info("%s: normalising with %s's mean %s and std %s", self.name, source,
+                 [round(m, 4) for m in self.mean], [round(s, 4) for s in self.std])  # fmt: skip
+        if self.transform is not None:
+            self.transform = None  # rebuilt with the new statistics (the generator state is kept)
+            self._seed_transform()
+        return True
+
     # ------------------------------------------------------------------ the batch transform
 
     def _seed_transform(self) -> None:
@@ -145,12 +171,17 @@ class BatchedDataModule(L.LightningDataModule):
             dataloader_idx: which dataloader the batch comes from (unused).
 
         Returns:
-            ``(float images, labels)``; in evaluation with several views, images ``(N, V, C, H, W)``.
+            ``(float images, labels)``; in evaluation with several views, images ``(N, V, C, H, W)``. Training
+            batches with Mixup or CutMix on: ``(mixed images, labels, soft targets (N, num_classes) float32)``.
         """
         x, y = batch
         trainer = self._trainer_or_none()
         training = bool(trainer is not None and trainer.training)
-        return self.transform(x, train=training), y
+        x = self.transform(x, train=training)
+        if training and self.augment.mixing:
+            x, soft = self.transform.mix(x, y, len(self.classes))
+            return x, y, soft
+        return x, y
 
     # ------------------------------------------------------------------ processes
 

@@ -39,7 +39,8 @@ class InMemoryDataModule(BatchedDataModule):
         split_seed: the seed of that carve (kept apart from ``seed`` so every run validates on the same images).
         train_size: use only this many training images (after the carve; for quick runs and scaling studies).
         augment: the batched training augmentation (see :class:`AugmentConfig`).
-        normalize: ``dataset`` (the training images' mean/std), ``unit``, ``imagenet`` or ``none``.
+        normalize: ``auto`` (pretrained weights' statistics, else ``dataset``), ``dataset`` (the training images'
+            mean/std), ``unit``, ``imagenet`` or ``none``.
         crop_size: train on random crops of this size (``[h, w]`` or one int) and evaluate on the centre crop
             (AlexNet: 224 crops of 256 images); the model sees this size. null: whole images.
         eval_views: ``one``, ``flip`` or ``ten_crop`` (see :class:`BatchedDataModule`).
@@ -64,7 +65,7 @@ class InMemoryDataModule(BatchedDataModule):
         split_seed: int = 0,
         train_size: int | None = None,
         augment: dict[str, Any] | AugmentConfig | None = None,
-        normalize: str = "dataset",
+        normalize: str = "auto",
         crop_size: int | list[int] | tuple[int, int] | None = None,
         eval_views: str = "one",
         steps_per_epoch: int | None = None,

@@ -43,7 +43,7 @@ def normalization(kind: str, train_images: torch.Tensor) -> tuple[list[float], l
     """The per-channel mean and std (in [0, 1] units) that ``data.normalize=<kind>`` divides by.
 
     Args:
-        kind: ``dataset`` (the training images' statistics), ``imagenet``, ``unit`` (x / 255) or ``none``
+        kind: ``dataset`` or ``auto`` (the training images' statistics), ``imagenet``, ``unit`` (x / 255) or ``none``
             (pixels stay 0..255).
         train_images: uint8 training images ``(N, C, H, W)``.
 
@@ -53,7 +53,7 @@ def normalization(kind: str, train_images: torch.Tensor) -> tuple[list[float], l
     Raises:
         ConfigError: ``imagenet`` for images that are not RGB.
     """
-    if kind == "dataset":
+    if kind in ("dataset", "auto"):  # auto: the dataset's, unless pretrained weights bring their own (later)
         return channel_stats(train_images)
     return fixed_normalization(kind, train_images.shape[1])
 

@@ -142,7 +142,8 @@ def _fetch_meta(root: str, cache_dir: Path) -> Path:
     local = cache_dir / "streaming" / str(root).replace("://", "/").strip("/") / META_FILE
     local.parent.mkdir(parents=True, exist_ok=True)
     try:
-        get_downloader(str(root), str(local.parent), []).download_file(f"{str(root).rstrip('/')}/{META_FILE}", str(local))
+        downloader = get_downloader(str(root), str(local.parent), [])
+        downloader.download_file(f"{str(root).rstrip('/')}/{META_FILE}", str(local))
     except Exception as e:  # boto3/gcs raise their own types: credentials, missing keys, network
         raise DataError(
             f"cannot read {root}/{META_FILE} ({type(e).__name__}: {str(e).splitlines()[0][:160]}); "
@@ -179,7 +180,7 @@ def read_meta(root: str | Path, cache_dir: Path) -> ShardMeta:
             data["name"], data["classes"], data["class_names"], data["splits"], data["mean"], data["std"]
         )
     except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path} is not a valid {META_FILE} ({type(e).__name__}: {e}); prepare the dataset again") from None
+        raise DataError(f"{path} is not a valid {META_FILE} ({type(e).__name__}: {e}); prepare it again") from None
     if data.get("format") != FORMAT:
         raise DataError(f"{path} has format {data.get('format')!r}, this imgbench reads {FORMAT}; prepare it again")
     if not is_remote(str(root)):

@@ -151,7 +151,8 @@ class StreamingDataModule(BatchedDataModule):
         batch_size: training images per step, all processes together (see :class:`BatchedDataModule`).
         eval_batch_size: evaluation images per step, all processes together.
         augment: the batched augmentation: ``flip`` and ``lighting`` (crops are ``train_crop``'s).
-        normalize: ``dataset`` (the statistics ``imgbench.prepare`` measured), ``imagenet``, ``unit`` or ``none``.
+        normalize: ``auto`` (pretrained weights' statistics, else ``dataset``), ``dataset`` (the statistics
+            ``imgbench.prepare`` measured), ``imagenet``, ``unit`` or ``none``.
         eval_views: ``one``, ``flip`` or ``ten_crop`` (of the ``eval_resize`` square).
         seed: the run seed: the stream's order, the crops and the batched augmentation follow it.
 
@@ -178,7 +179,7 @@ class StreamingDataModule(BatchedDataModule):
         batch_size: int = 256,
         eval_batch_size: int | None = None,
         augment: Any = None,
-        normalize: str = "dataset",
+        normalize: str = "auto",
         eval_views: str = "one",
         seed: int = 0,
     ) -> None:
@@ -295,7 +296,7 @@ class StreamingDataModule(BatchedDataModule):
         self.classes = list(meta.classes)
         self.class_names = [n.split(",")[0] for n in meta.class_names]  # ILSVRC's first synonym: 'tench'
         self.name = self._given_name or meta.name
-        if self.normalize == "dataset":
+        if self.normalize in ("dataset", "auto"):
             self.mean, self.std = list(meta.mean), list(meta.std)
         else:
             self.mean, self.std = fixed_normalization(self.normalize, 3)
@@ -310,7 +311,8 @@ class StreamingDataModule(BatchedDataModule):
             return int(self.num_workers)
         trainer = self._trainer_or_none()
         local = max(getattr(trainer, "num_devices", 1) or 1, 1) if trainer is not None else 1
-        return max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // local)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // local)
 
     def _view(self, train: bool, encoded: bool | None = None) -> ImageView | EncodedView:
         view = ImageView(train, self.image_size, self.eval_resize, self.train_crop_mode, self.scale, self.ratio,
