@@ -27,6 +27,7 @@ from .compose import check_job
 from .errors import ConfigError, UserError, fail
 from .hydra_runtime import is_multirun
 from .io import write_json
+from .models import pretrained_stats
 from .ranks import is_child, is_rank_zero
 from .record import RUN_KEYS, environment, run_config, run_record
 from .sweep import archive_previous_attempt, finished_before, objective, was_killed
@@ -52,6 +53,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out = output_dir(cfg)
     dm = build_datamodule(cfg)
     net = build_net(cfg, dm)
+    stats = pretrained_stats(net)
+    if stats is not None:  # data.normalize=auto follows the weights' own statistics
+        dm.use_statistics(*stats, source="the pretrained weights")
     has_val = "val" in dm.split_sizes
     trainer = build_trainer(cfg, has_val)
     processes = world_size(trainer)
@@ -121,6 +125,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if getattr(module, "hash_protocol", None):
         result["hash_protocol"] = module.hash_protocol
+    finetune = module.finetune_summary() if hasattr(module, "finetune_summary") else None
+    if finetune:
+        result["finetune"] = finetune
     if trainer.is_global_zero:
         log_hparams(trainer, result)
         write_json(out / "metrics.json", result)
@@ -192,8 +199,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             legacy = {"_target_": f"imgbench.modules.{'HashClassifier' if hashing else 'ImageClassifier'}"}
             kept = {k: v for k, v in (cfg.get("module") or {}).items() if hashing or k != "hash"}
             cfg.module = OmegaConf.merge(legacy, kept)
+        if cfg.model.get("pretrained"):
+            cfg.model.pretrained = None  # the checkpoint holds the weights: the pretrained file is not needed again
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
+    saved = ckpt.get(type(dm).__qualname__) or {}
+    if saved.get("mean") and saved.get("std"):  # the statistics the run normalised with (pretrained weights' too)
+        dm.use_statistics(saved["mean"], saved["std"], source="the checkpoint")
     net = build_net(cfg, dm)
     module = build_module(cfg, net, dm.num_classes, dm.image_shape, saved_layout=saved_channels_last(ckpt))
     check_fits(ckpt, module, ckpt_path)
@@ -212,6 +224,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if getattr(module, "hash_protocol", None):
         result["hash_protocol"] = module.hash_protocol
+    finetune = module.finetune_summary() if hasattr(module, "finetune_summary") else None
+    if finetune:
+        result["finetune"] = finetune
     train_metrics = ckpt_path.parent.parent / "metrics.json"
     if train_metrics.is_file():
         original = json.loads(train_metrics.read_text()).get("metrics", {})

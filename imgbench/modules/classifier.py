@@ -17,9 +17,12 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ..callbacks.checkpoint import LastCheckpoint
 from ..checkpoint import CONFIG_KEY, rng_state, set_rng_state
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..hardware import resolve_channels_last
+from ..models import classifier_prefix
 from ..models.layers import count_parameters
+from .finetune import FinetuneConfig, drop_backbone_grads, optimizer_defaults, parameter_groups
+from .finetune import summary as finetune_summary
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -48,6 +51,12 @@ class ImageClassifier(L.LightningModule):
         channels_last: run the model in channels-last memory format (faster convolutions on some hardware);
             ``auto``: on for convolutional models (see :mod:`imgbench.hardware`).
         compile: wrap the model in ``torch.compile``.
+        freeze_backbone_epochs: train only the classifier head for the first this many epochs (fine-tuning).
+        backbone_lr_scale: the backbone's learning rate is ``optimizer.lr`` times this; the head's is ``optimizer.lr``.
+        no_weight_decay_norm_bias: no weight decay on biases and normalisation weights.
+
+    A training batch is ``(images, labels)`` or, with mixup/cutmix, ``(images, labels, soft targets)``: the loss is
+    then taken against the soft targets and the accuracy against the labels.
     """
 
     def __init__(
@@ -62,8 +71,16 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         channels_last: bool | str = False,
         compile: bool = False,
+        freeze_backbone_epochs: int = 0,
+        backbone_lr_scale: float = 1.0,
+        no_weight_decay_norm_bias: bool = False,
     ) -> None:
         super().__init__()
+        try:
+            self.finetune = FinetuneConfig(freeze_backbone_epochs, backbone_lr_scale, no_weight_decay_norm_bias)
+        except ValueError as e:
+            raise ConfigError(f"module.{e}") from None
+        self.head_prefix = classifier_prefix(net)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory = optimizer
@@ -125,10 +142,10 @@ class ImageClassifier(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, *soft = batch  # soft targets come with mixup/cutmix
         logits = self(x)
-        loss = self.criterion(logits, y)
+        loss = self.criterion(logits, soft[0] if soft else y)
         finite = bool(torch.isfinite(loss))
         world = self.trainer.world_size
         if world > 1:  # every process stops at the same step (one alone would leave the others waiting)
@@ -280,14 +297,53 @@ class ImageClassifier(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.current_epoch < self.finetune.freeze_backbone_epochs:
+            drop_backbone_grads(list(self.named_parameters()), self.head_prefix)
+
+    def finetune_summary(self) -> dict[str, Any] | None:
+        """The head, what was frozen and the parameter groups' learning rates (for ``metrics.json``); None if unused."""
+        if not self.finetune.active or not self.trainer.optimizers:
+            return None
+        named = list(self.named_parameters())
+        return finetune_summary(named, self.head_prefix, self.finetune, self.trainer.optimizers[0])
+
+    def _total_steps(self) -> int:
+        """The run's optimizer steps, counted from the DataModule's training loader.
+
+        Not Lightning's ``estimated_stepping_batches``: it sets up the trainer's loaders while the optimizers are
+        configured, before a resumed run's checkpoint gives them their position, so the position is never applied
+        and the resumed epoch starts again from its first batch.
+        """
+        trainer = self.trainer
+        if trainer.max_steps and trainer.max_steps > 0:
+            return int(trainer.max_steps)
+        if trainer.datamodule is None:  # loaders passed to fit() directly: Lightning's estimate is all there is
+            return int(trainer.estimated_stepping_batches)
+        batches = len(trainer.datamodule.train_dataloader())
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            batches = min(batches, limit)
+        elif limit is not None:
+            batches = int(batches * limit)
+        return max(1, math.ceil(batches / trainer.accumulate_grad_batches) * max(1, trainer.max_epochs or 1))
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
         factory = self.scheduler_factory
+        if self.finetune.active:
+            lr, weight_decay = optimizer_defaults(self.optimizer_factory)
+            groups = parameter_groups(list(self.named_parameters()), self.head_prefix, self.finetune, lr, weight_decay)
+            optimizer = self.optimizer_factory(params=groups)
+            if isinstance(factory, functools.partial) and isinstance(factory.keywords.get("max_lr"), int | float):
+                # OneCycleLR's one max_lr would erase the groups' ratio: one per group, in the same ratio
+                factory = functools.partial(factory, max_lr=[factory.keywords["max_lr"] * g["lr"] / lr for g in groups])
+        else:
+            optimizer = self.optimizer_factory(params=self.parameters())
+        if factory is None:
+            return optimizer
         if isinstance(factory, functools.partial) and factory.keywords.get("total_steps", 0) is None:
             # a per-run schedule (OneCycleLR) with total_steps: null gets this run's number of optimizer steps
-            factory = functools.partial(factory, total_steps=int(self.trainer.estimated_stepping_batches))
+            factory = functools.partial(factory, total_steps=self._total_steps())
         scheduler = factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,
