@@ -131,7 +131,7 @@ def _fast(name: str, tmp_path: Path, cifar_dir: Path) -> list[str]:
         "data.eval_batch_size=64",
         "logger=csv",
     ]
-    if name.startswith(("study_d", "study_e_cifar", "cifar10_fast")):
+    if name.startswith(("study_d", "study_e_cifar", "cifar10_fast", "cifar10_modern")):
         overrides += [f"paths.data_dir={cifar_dir}", "data.val_size=20"]
     if name == "cifar10_fast":
         overrides.append("data.batch_size=16")  # 1024 with drop_last would leave no batch of 40 images
