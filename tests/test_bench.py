@@ -586,3 +586,135 @@ def test_ema_that_has_not_started_keeps_the_trained_weights(tmp_path):
     assert not ema.started()
     assert not torch.equal(final["net.weight"], initial["net.weight"])
     assert torch.equal(saved["net.weight"], final["net.weight"])
+
+
+# ---------------------------------------------------------------------------- the overhead section's timm figure
+
+
+def test_overhead_timm_case_composes_train_py_and_the_plain_timm_model(tmp_path):
+    """The timm figure: model=timm model.name=resnet18 through train.py's config, CIFAR-sized batches of 32, and a
+    plain loop whose network is timm.create_model's resnet18, the same architecture as imgbench builds."""
+    from benchmarks.sections import Sizes
+    from benchmarks.sections.overhead import cases, timm_resnet18
+
+    sizes = Sizes.quick()
+    case = next(c for c in cases(sizes) if c.name == "timm resnet18, CIFAR-sized")
+    assert (case.target, case.limit, case.plain_net) == ("<= 1.05x the plain loop's time", 1.05, timm_resnet18)
+    assert {"model=timm", "model.name=resnet18", "data=cifar10_jpeg", "data.batch_size=32"} <= set(case.overrides)
+    assert f"data.train_size={32 * sizes.timm_batches}" in case.overrides
+    assert case.note.startswith(f"{sizes.timm_batches} batches of 32 (32x32 RGB, crop+flip), Adam")
+    # the existing figures keep their names, targets and notes
+    assert [c.name for c in cases(sizes)][:2] == ["keras_cnn, MNIST", "resnet18, CIFAR-sized (cifar10_jpeg)"]
+    assert cases(sizes)[1].note == f"{sizes.resnet_batches} batches of 32 (32x32 RGB, crop+flip), Adam"
+
+    class Data:
+        num_classes = 10
+
+    plain = timm_resnet18(None, Data())
+    ours = create_model("timm", name="resnet18", num_classes=10, in_channels=3, image_size=32)
+    assert type(plain) is type(ours)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+
+
+def test_overhead_section_measures_the_timm_figure(tmp_path, monkeypatch):
+    """One repetition of the timm figure on a small image folder: both sides time an epoch, the ratio is judged."""
+    from benchmarks.sections import Sizes, overhead
+    from benchmarks.sections.overhead import cases, measure
+
+    monkeypatch.setattr(overhead, "channels_last_choice", lambda overrides: False)  # no layout probe: seconds saved
+
+    root = write_image_folder(tmp_path / "imgs", per_class=11, size=(32, 32))  # 33 images: one batch of 32
+    case = next(c for c in cases(Sizes.quick()) if c.name.startswith("timm"))
+    data = ["data=imagefolder", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    overrides = [o for o in case.overrides if not o.startswith(("data=", "data.train_size"))] + data
+    fig = measure(case._replace(overrides=[*overrides, "data.train_size=32"]), repeats=1)
+    assert (fig.section, fig.name, fig.a_label, fig.b_label, fig.unit) == (
+        "overhead",
+        "timm resnet18, CIFAR-sized",
+        "imgbench",
+        "plain loop",
+        "s",
+    )
+    assert len(fig.a) == len(fig.b) == 1 and fig.a[0] > 0 and fig.b[0] > 0 and len(fig.loads) == 2
+    assert fig.extra["overhead"] == fig.a_median / fig.b_median
+    assert fig.extra["met"] == (fig.extra["overhead"] <= 1.05)
+    assert "channels_last=False (auto's choice here) on both sides" in fig.note
+    assert "timm.create_model('resnet18', num_classes=10)" in fig.note
+
+
+# ---------------------------------------------------------------------------- the augmentation section
+
+
+def test_augmentation_section_is_registered_with_its_sizes():
+    from benchmarks.sections import SECTIONS, Sizes, augmentation
+    from benchmarks.sections.augmentation import AUGMENTATIONS, SHAPES
+
+    assert SECTIONS["augmentation"] is augmentation.run
+    assert list(SECTIONS).index("augmentation") == list(SECTIONS).index("datapath") + 1
+    assert 0 < Sizes.quick().augment_seconds < Sizes().augment_seconds
+    assert [s[:3] for s in SHAPES] == [("CIFAR", 128, 32), ("ImageNet", 64, 224)]
+    names = [name for name, _ in AUGMENTATIONS]
+    assert names == [
+        "crop 4 + flip",
+        "trivialaugment",
+        "randaugment (2 ops, magnitude 9)",
+        "random erasing (p 0.25)",
+        "mixup (alpha 0.2)",
+        "cutmix (alpha 1.0)",
+        "PCA lighting (0.1)",
+    ]
+    # every augmentation switches on what its name says (AugmentConfig accepts its fields)
+    configs = [AugmentConfig(**augment) for _, augment in AUGMENTATIONS]
+    assert all(c.active for c in configs) and [c.mixing for c in configs] == [False] * 4 + [True, True, False]
+
+
+def test_augmentation_batch_steps_transform_as_the_data_path_does():
+    """Side B normalises alone; side A augments too, and Mixup and CutMix return soft targets after .mix."""
+    from benchmarks.sections.augmentation import AUGMENTATIONS, MEAN, STD, batch_step
+
+    x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    y = torch.randint(0, 5, (16,))
+    plain = batch_step({}, 5)(x, y)
+    torch.testing.assert_close(plain, BatchTransform(MEAN, STD)(x, train=False))
+    for name, augment in AUGMENTATIONS:
+        out = batch_step(augment, 5)(x, y)
+        if AugmentConfig(**augment).mixing:
+            images, soft = out
+            assert soft.shape == (16, 5) and torch.allclose(soft.sum(1), torch.ones(16)), name
+        else:
+            images = out
+        assert images.shape == x.shape and images.dtype == torch.float32, name
+        assert not torch.equal(images, plain), name  # the augmentation changed the batch
+
+
+def test_augmentation_section_measures_ms_per_batch():
+    """Every augmentation at a tiny size: ms per batch of both sides, labelled, no target."""
+    from benchmarks.sections.augmentation import AUGMENTATIONS, measure
+
+    for name, augment in AUGMENTATIONS:
+        fig = measure(name, augment, ("tiny", 4, 16, 10), seconds=0.005, repeats=2)
+        assert (fig.section, fig.unit, fig.target, fig.b_label) == ("augmentation", "ms", "", "normalise")
+        assert fig.name == f"tiny (batch 4, 3x16x16): {name}, ms per batch"
+        assert fig.a_label == f"{name} + normalise"
+        assert len(fig.a) == len(fig.b) == 2 and min(fig.a + fig.b) > 0 and len(fig.loads) == 4
+        assert fig.ratio == fig.a_median / fig.b_median and "met" not in fig.extra
+        assert "batch 4 of 3x16x16 uint8" in fig.note and "torch thread(s)" in fig.note
+        assert ("then .mix" in fig.note) == ("alpha" in name)
+        assert fig.note.endswith("malloc's defaults")  # this process: glibc as it started
+
+
+def test_augmentation_section_runs_in_a_child_with_malloc_reusing_memory():
+    """run(): every augmentation and shape measured in a spawned process started with MALLOC_ENV, which this
+    process's environment gets back as it was."""
+    import os
+
+    from benchmarks.sections import Sizes, augmentation
+
+    before = {k: os.environ.get(k) for k in augmentation.MALLOC_ENV}
+    sizes = Sizes.quick()
+    sizes.augment_seconds, sizes.repeats = 0.002, 1
+    figures = augmentation.run(sizes, shapes=(("tiny", 4, 16, 10), ("small", 2, 24, 100)))
+    assert [f.name.split(":")[0] for f in figures] == ["tiny (batch 4, 3x16x16)"] * 7 + ["small (batch 2, 3x24x24)"] * 7
+    assert all(f.section == "augmentation" and f.a[0] > 0 and f.b[0] > 0 for f in figures)
+    assert all("glibc malloc keeps freed memory for reuse" in f.note for f in figures)
+    assert {k: os.environ.get(k) for k in augmentation.MALLOC_ENV} == before

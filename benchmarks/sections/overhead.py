@@ -1,13 +1,16 @@
 """Section ``overhead``: the framework's cost.
 
 One training epoch through train.py's path (Lightning, logging, callbacks) against the same epoch as a plain
-PyTorch loop (same model, optimizer, batches and augmentation), for keras_cnn on MNIST and resnet18 on
-CIFAR-sized images.
+PyTorch loop (same model, optimizer, batches and augmentation), for keras_cnn on MNIST, and on CIFAR-sized
+images for imgbench's resnet18 and for timm's (``model=timm model.name=resnet18``, the plain loop building it
+with ``timm.create_model``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -16,7 +19,28 @@ from ..common import Figure, compose, side_by_side
 from .shared import Sizes, channels_last_choice, datamodule, train_seconds
 
 
-def _plain_epoch(overrides: list[str]) -> float:
+class Case(NamedTuple):
+    """One overhead figure: a model and data, the target and how the plain loop builds the network.
+
+    Attributes:
+        name: the figure's name.
+        overrides: Hydra overrides of the train config (both sides).
+        target: the target, in words.
+        limit: the largest time ratio (imgbench / plain loop) that meets it.
+        note: how it is measured.
+        plain_net: how the plain loop builds the network from the config and the DataModule (default: as
+            train.py does, :func:`imgbench.build.build_net`).
+    """
+
+    name: str
+    overrides: list[str]
+    target: str
+    limit: float
+    note: str
+    plain_net: Callable[..., nn.Module] | None = None
+
+
+def _plain_epoch(overrides: list[str], plain_net: Callable[..., nn.Module] | None = None) -> float:
     """Time the same epoch as a plain PyTorch loop.
 
     It has the same model, optimizer, batches (order included) and batched augmentation over the same
@@ -24,6 +48,7 @@ def _plain_epoch(overrides: list[str]) -> float:
 
     Args:
         overrides: Hydra overrides of the train config, as given to train.py's side.
+        plain_net: builds the network from the config and the DataModule (default: imgbench's build_net).
 
     Returns:
         float: the epoch's seconds.
@@ -37,7 +62,7 @@ def _plain_epoch(overrides: list[str]) -> float:
     cfg = compose([*overrides, "trainer.max_epochs=1"])
     dm = datamodule(tuple(overrides))
     L.seed_everything(cfg.seed, verbose=False)
-    net = build_net(cfg, dm)
+    net = (plain_net or build_net)(cfg, dm)
     fmt = torch.channels_last if resolve_channels_last(cfg.module.channels_last, net) else torch.contiguous_format
     net = net.to(memory_format=fmt)
     optimizer = instantiate(cfg.optimizer)(params=net.parameters())
@@ -54,48 +79,100 @@ def _plain_epoch(overrides: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def run(sizes: Sizes) -> list[Figure]:
-    """Measure imgbench's epoch time against the plain loop's, for each model.
+def timm_resnet18(cfg, dm) -> nn.Module:
+    """The plain loop's timm resnet18, built as a plain PyTorch user does: ``timm.create_model``.
 
     Args:
-        sizes: how many images (keras_cnn) and batches (resnet18) an epoch has, and the repetitions.
+        cfg: the run's config (unused: the plain loop does not go through imgbench's model registry).
+        dm: the DataModule (its class count; 10 on cifar10_jpeg).
 
     Returns:
-        list[Figure]: one figure per model, with the time ratio and whether it meets its target.
+        nn.Module: the model, randomly initialised.
     """
-    figures = []
-    cases = [
-        (
+    import timm
+
+    return timm.create_model("resnet18", num_classes=dm.num_classes)
+
+
+def cifar_sized(model: list[str], batches: int) -> list[str]:
+    """Overrides for an epoch of ``batches`` batches of 32 CIFAR-sized images from cifar10_jpeg (crop+flip).
+
+    Args:
+        model: the model's overrides.
+        batches: the epoch's batches.
+
+    Returns:
+        list[str]: the overrides.
+    """
+    return [*model, "data=cifar10_jpeg", f"data.train_size={32 * batches}", "data.batch_size=32", "data.val_size=0"]
+
+
+def cases(sizes: Sizes) -> list[Case]:
+    """The section's figures.
+
+    Args:
+        sizes: how many images (keras_cnn) and batches (each resnet18) an epoch has.
+
+    Returns:
+        list[Case]: keras_cnn on MNIST, imgbench's resnet18 and timm's resnet18 on CIFAR-sized images.
+    """
+    cifar_note = "batches of 32 (32x32 RGB, crop+flip), Adam"
+    return [
+        Case(
             "keras_cnn, MNIST",
             [f"data.train_size={sizes.keras_images}", "data.val_size=0"],
             "<= 1.10x the plain loop's time",
             1.10,
             f"{sizes.keras_images} images, batch 128, Adam",
         ),
-        (
+        Case(
             "resnet18, CIFAR-sized (cifar10_jpeg)",
-            [
-                "model=resnet18",
-                "data=cifar10_jpeg",
-                f"data.train_size={32 * sizes.resnet_batches}",
-                "data.batch_size=32",
-                "data.val_size=0",
-            ],
+            cifar_sized(["model=resnet18"], sizes.resnet_batches),
             "<= 1.03x the plain loop's time",
             1.03,
-            f"{sizes.resnet_batches} batches of 32 (32x32 RGB, crop+flip), Adam",
+            f"{sizes.resnet_batches} {cifar_note}",
+        ),
+        Case(
+            "timm resnet18, CIFAR-sized",
+            cifar_sized(["model=timm", "model.name=resnet18"], sizes.timm_batches),
+            "<= 1.05x the plain loop's time",
+            1.05,
+            f"{sizes.timm_batches} {cifar_note}; model=timm model.name=resnet18 against "
+            "timm.create_model('resnet18', num_classes=10) in the plain loop",
+            timm_resnet18,
         ),
     ]
-    for name, overrides, target, limit, note in cases:
-        cl = channels_last_choice(overrides)
-        overrides = [*overrides, f"module.channels_last={str(cl).lower()}"]
-        note += f"; channels_last={cl} (auto's choice here) on both sides"
-        _plain_epoch(overrides)  # warm-up: data loading and first-call costs, outside the timings
-        fig = Figure("overhead", name, "imgbench", "plain loop", "s", target=target, note=note)
-        # at least 5 repetitions: the tightest target of the suite, within reach of a shared machine's noise
-        repeats = max(sizes.repeats, 5)
-        side_by_side(fig, lambda o=overrides: train_seconds(o), lambda o=overrides: _plain_epoch(o), repeats)
-        fig.extra["overhead"] = fig.a_median / fig.b_median
-        fig.extra["met"] = fig.a_median / fig.b_median <= limit
-        figures.append(fig)
-    return figures
+
+
+def measure(case: Case, repeats: int) -> Figure:
+    """Measure one case: train.py's epoch time against the plain loop's, side by side.
+
+    Args:
+        case: the model, data, target and plain network.
+        repeats: the repetitions of each side.
+
+    Returns:
+        Figure: the time ratio and whether it meets the case's target.
+    """
+    cl = channels_last_choice(case.overrides)
+    overrides = [*case.overrides, f"module.channels_last={str(cl).lower()}"]
+    note = f"{case.note}; channels_last={cl} (auto's choice here) on both sides"
+    _plain_epoch(overrides, case.plain_net)  # warm-up: data loading and first-call costs, outside the timings
+    fig = Figure("overhead", case.name, "imgbench", "plain loop", "s", target=case.target, note=note)
+    side_by_side(fig, lambda: train_seconds(overrides), lambda: _plain_epoch(overrides, case.plain_net), repeats)
+    fig.extra["overhead"] = fig.a_median / fig.b_median
+    fig.extra["met"] = fig.a_median / fig.b_median <= case.limit
+    return fig
+
+
+def run(sizes: Sizes) -> list[Figure]:
+    """Measure imgbench's epoch time against the plain loop's, for each model.
+
+    Args:
+        sizes: how many images (keras_cnn) and batches (each resnet18) an epoch has, and the repetitions.
+
+    Returns:
+        list[Figure]: one figure per model, with the time ratio and whether it meets its target.
+    """
+    # at least 5 repetitions: the tightest target of the suite, within reach of a shared machine's noise
+    return [measure(case, max(sizes.repeats, 5)) for case in cases(sizes)]

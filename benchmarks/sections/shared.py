@@ -19,7 +19,9 @@ class Sizes:
     repeats: int = 3
     keras_images: int = 30000  # keras_cnn / MNIST epoch for the overhead figure
     resnet_batches: int = 8  # resnet18 / CIFAR-sized batches of 32 for the overhead figure
+    timm_batches: int = 64  # timm resnet18 / CIFAR-sized batches of 32 (its ImageNet stem: ~25x less work a batch)
     datapath_images: int = 20000  # per-image pipeline images per measurement
+    augment_seconds: float = 1.0  # each augmentation sample repeats its batch for this long (at least 2 batches)
     e2e_images: int = 55000  # end-to-end epoch (the reported 55,000-image epoch)
     retrieval_queries: int = 10000
     retrieval_database: int = 50000
@@ -44,7 +46,9 @@ class Sizes:
             repeats=3,
             keras_images=4000,
             resnet_batches=2,
+            timm_batches=4,
             datapath_images=3000,
+            augment_seconds=0.1,
             e2e_images=4000,
             retrieval_queries=1000,
             retrieval_database=20000,
