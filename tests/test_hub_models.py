@@ -21,30 +21,12 @@ from imgbench.models.__main__ import main as models_main
 from imgbench.paths import REPO_ROOT
 from imgbench.run import train
 
-from .conftest import needs_shared, run_cli
+from .conftest import needs_shared, run_cli, train_step
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Batches of 2 gain nothing from a second thread, and spinning threads on shared cores cost up to 4x."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def train_step(model: nn.Module, x: torch.Tensor, num_classes: int = 10) -> float:
-    """One forward, cross-entropy backward and SGD step; the loss."""
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    loss = nn.functional.cross_entropy(model(x), torch.randint(0, num_classes, (x.shape[0],)))
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from torch import nn
 from imgbench.models import count_parameters, create_model
 from imgbench.models.resnet import InceptionStem, ZeroPadShortcut, resolve_stem_layout
 
+from .conftest import train_step
+
 TORCHVISION = {
     "resnet18": (torchvision.models.resnet18, 11_689_512),
     "resnet34": (torchvision.models.resnet34, 21_797_672),
@@ -19,26 +21,7 @@ TORCHVISION = {
 TORCHVISION_SWITCHES = {"activation": "relu", "stem": "conv", "stem_layout": "imagenet", "shortcut": "projection"}
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Batches of 2 gain nothing from a second thread, and spinning threads on shared cores cost up to 4x."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def train_step(model: nn.Module, x: torch.Tensor, num_classes: int = 10) -> float:
-    """One forward, cross-entropy backward and optimizer step (plain SGD: cheapest on 11M parameters); the loss."""
-    model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    y = torch.randint(0, num_classes, (x.shape[0],))
-    loss = nn.functional.cross_entropy(model(x).float(), y)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.item()
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34"])
