@@ -17,6 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import distributed
@@ -125,6 +126,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     if getattr(module, "hash_protocol", None):
         result["hash_protocol"] = module.hash_protocol
+    stopper = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping) and cb.stopped_epoch), None)
+    if stopper is not None:  # callbacks.early_stopping ended the run before trainer.max_epochs
+        result["stopped_early"] = {"epoch": stopper.stopped_epoch, "monitor": stopper.monitor,
+                                   "best": float(stopper.best_score)}  # fmt: skip
     finetune = module.finetune_summary() if hasattr(module, "finetune_summary") else None
     if finetune:
         result["finetune"] = finetune
@@ -224,6 +229,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if getattr(module, "hash_protocol", None):
         result["hash_protocol"] = module.hash_protocol
+    stopper = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping) and cb.stopped_epoch), None)
+    if stopper is not None:  # callbacks.early_stopping ended the run before trainer.max_epochs
+        result["stopped_early"] = {"epoch": stopper.stopped_epoch, "monitor": stopper.monitor,
+                                   "best": float(stopper.best_score)}  # fmt: skip
     finetune = module.finetune_summary() if hasattr(module, "finetune_summary") else None
     if finetune:
         result["finetune"] = finetune

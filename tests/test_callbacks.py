@@ -298,3 +298,14 @@ def test_ddp_two_processes_gather_the_strided_shares(tmp_path):
     assert [int(r["label"]) for r in rows] == labels[:14].tolist()
     accuracy = sum(r["label"] == r["predicted"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["metrics"]["test/acc"])
+
+
+@needs_shared
+def test_early_stopping_ends_the_run_and_says_so(tmp_path):
+    overrides = ["callbacks=[default,early_stopping]", "callbacks.early_stopping.patience=0",
+                 "callbacks.early_stopping.min_delta=0.5", "trainer.max_epochs=5", "data.train_size=256",
+                 "data.val_size=128", "test=false", "logger=csv", "~callbacks.progress_bar"]  # fmt: skip
+    result = train(compose_cfg(overrides, output_dir=tmp_path))
+    # no epoch improves val/acc by 0.5: the first one sets the mark, the second one stops the run
+    assert result["status"] == "finished" and result["epochs"] == 2
+    assert result["stopped_early"]["epoch"] == 1 and result["stopped_early"]["monitor"] == "val/acc"
