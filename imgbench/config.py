@@ -35,6 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .errors import ArgumentError, ConfigError, UserError
 from .models.registry import is_model_factory, model_arguments
 from .schema import TrainSchema
+from .tuning import TUNERS
 
 # keys that may stand at the top of a composed train.yaml / eval.yaml
 TOP_LEVEL_KEYS = {f.name for f in fields(TrainSchema)}
@@ -292,6 +293,8 @@ def _check_values(cfg: DictConfig) -> None:
             f"test_ckpt must be 'last' (the final weights) or 'best' (best {cfg.get('monitor')}), "
             f"got '{cfg.get('test_ckpt')}'"
         )
+    if cfg.get("tune") not in (None, *TUNERS):
+        raise ConfigError(f"tune must be one of {', '.join(TUNERS)} (or null), got '{cfg.get('tune')}'")
     if cfg.get("monitor_mode") not in ("min", "max"):
         raise ConfigError(f"monitor_mode must be 'min' or 'max', got '{cfg.get('monitor_mode')}'")
     if cfg.get("scheduler") is not None:

@@ -32,6 +32,7 @@ from .models import pretrained_stats
 from .ranks import is_child, is_rank_zero
 from .record import RUN_KEYS, environment, run_config, run_record
 from .sweep import archive_previous_attempt, finished_before, objective, was_killed
+from .tuning import tune
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             dm.batch_size,
             per_process,
         )
+
+    if cfg.get("tune"):  # a finder's suggestion for the next run, instead of training
+        found = tune(cfg.tune, trainer, module, dm, out)
+        result = {**run_record(cfg), "status": "tuned", "data": dm.name, "tune": found, "environment": environment()}
+        if trainer.is_global_zero:
+            write_json(out / "metrics.json", result)
+        return result
 
     fit_seconds = 0.0
     if cfg.get("train", True):

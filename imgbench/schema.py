@@ -45,6 +45,7 @@ class TrainSchema:
     test_ckpt: str = "last"
     ckpt_path: str | None = None
     resume: str | None = None
+    tune: str | None = None  # lr_find | batch_size: Lightning's finder, its plot and suggestion; nothing trained
     monitor: str = "val/acc"
     monitor_mode: str = "max"
     sweep: SweepSchema = field(default_factory=SweepSchema)
