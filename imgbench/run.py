@@ -237,13 +237,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if getattr(module, "hash_protocol", None):
         result["hash_protocol"] = module.hash_protocol
-    stopper = next((cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping) and cb.stopped_epoch), None)
-    if stopper is not None:  # callbacks.early_stopping ended the run before trainer.max_epochs
-        result["stopped_early"] = {"epoch": stopper.stopped_epoch, "monitor": stopper.monitor,
-                                   "best": float(stopper.best_score)}  # fmt: skip
-    finetune = module.finetune_summary() if hasattr(module, "finetune_summary") else None
-    if finetune:
-        result["finetune"] = finetune
     train_metrics = ckpt_path.parent.parent / "metrics.json"
     if train_metrics.is_file():
         original = json.loads(train_metrics.read_text()).get("metrics", {})

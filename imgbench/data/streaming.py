@@ -74,35 +74,22 @@ class ShardIndex(Dataset):
 
 
 class ShardLoader(StreamingDataLoader):
-    """LitData's loader, its epochs following the trainer's and its saved position that of the batches trained on.
+    """LitData's loader, its epochs following the trainer's.
 
-    Lightning fetches a batch ahead of the one it trains on, so the loader's own count is one batch ahead
-    when a checkpoint is saved (a run resumed from it would skip that batch); and Lightning does not restore a
-    loader from a checkpoint taken as an epoch ended, so the loader's own epoch count would start again.
+    Lightning does not restore a loader from a checkpoint taken as an epoch ended, so the loader's own epoch count
+    would start again; and a resumed epoch must not leave LitData's restore flag set (see :meth:`__iter__`). The
+    saved position is LitData's own: Lightning does not fetch ahead of a loader that has a length.
 
     Args:
         dataset: the training stream.
         epoch_fn: returns the trainer's epoch: each epoch's order follows it, whatever was restored.
-        done_fn: returns the training batches finished in the current epoch.
         kwargs: :class:`~litdata.StreamingDataLoader`'s.
     """
 
-    def __init__(self, dataset: ShardStream, epoch_fn: Any = None, done_fn: Any = None, **kwargs: Any) -> None:
+    def __init__(self, dataset: ShardStream, epoch_fn: Any = None, **kwargs: Any) -> None:
         super().__init__(dataset, **kwargs)
-        self.epoch_fn, self.done_fn = epoch_fn, done_fn
+        self.epoch_fn = epoch_fn
         self._just_restored = False
-
-    def state_dict(self) -> dict[str, Any]:
-        done = self.done_fn() if self.done_fn is not None else None
-        yielded = self._num_samples_yielded_streaming // self.batch_size
-        if done is not None and 0 < done < yielded:
-            self._num_samples_yielded_streaming = done * self.batch_size
-            self._latest_worker_idx = (done - 1) % max(self.num_workers, 1)
-            state = super().state_dict()
-            self._num_samples_yielded_streaming = yielded * self.batch_size
-            self._latest_worker_idx = (yielded - 1) % max(self.num_workers, 1)
-            return state
-        return super().state_dict()
 
     def __iter__(self) -> Iterator[Any]:
         # a generator: this runs at the first batch, once Lightning has set the epoch. LitData clears ``restore``
@@ -362,7 +349,6 @@ class StreamingDataModule(BatchedDataModule):
         return ShardLoader(
             stream,
             epoch_fn=self._current_epoch,
-            done_fn=self._batches_done,
             batch_size=self.per_process_batch_size(world),
             num_workers=workers,
             persistent_workers=False,
