@@ -33,7 +33,6 @@ INDEX_FILE = "index.json"  # LitData's index of a split's chunks
 FORMAT = 1
 JPEG_QUALITY = 95  # converted images only: what TF's and fb.resnet.torch's ImageNet scripts do, near-lossless
 STATS_STRIDE = 4  # channel statistics from every 4th row and column: the same numbers to 3 decimals, 16x cheaper
-SPLITS = ("train", "val", "test")
 PREPARE_HINT = "make one with: python -m imgbench.prepare <source folder> <output dir>"
 
 
