@@ -16,24 +16,29 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .config import instantiate_part, scheduler_parts, to_plain
-from .data import InMemoryDataModule
+from .data import BatchedDataModule
 from .distributed import use_job_launcher
 from .hardware import resolve_channels_last, resolve_precision
 
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig) -> InMemoryDataModule:
+def build_datamodule(cfg: DictConfig) -> BatchedDataModule:
     """The DataModule of ``cfg.data``, set up (its data loaded)."""
     dm = instantiate_part(cfg.data, _convert_="all")
     dm.setup()
     return dm
 
 
-def build_net(cfg: DictConfig, dm: InMemoryDataModule) -> torch.nn.Module:
+def build_net(cfg: DictConfig, dm: BatchedDataModule) -> torch.nn.Module:
     """The network of ``cfg.model`` for the data's classes and image shape."""
-    c, h, w = dm.image_shape
-    return instantiate_part(cfg.model, num_classes=dm.num_classes, in_channels=c, image_size=(h, w))
+    return instantiate_net(cfg, dm.num_classes, dm.image_shape)
+
+
+def instantiate_net(cfg: DictConfig, num_classes: int, image_shape: tuple[int, int, int]) -> torch.nn.Module:
+    """The network of ``cfg.model`` for ``num_classes`` classes and ``(C, H, W)`` images."""
+    c, h, w = image_shape
+    return instantiate_part(cfg.model, num_classes=num_classes, in_channels=c, image_size=(h, w))
 
 
 def build_module(

@@ -87,6 +87,12 @@ def check_fits(ckpt: dict[str, Any], module: torch.nn.Module, path: str | os.Pat
         )
 
 
+def saved_channels_last(ckpt: dict[str, Any] | None) -> bool | None:
+    """The memory layout the checkpoint's run trained in (``None``: not recorded)."""
+    value = (((ckpt or {}).get(CONFIG_KEY) or {}).get("config") or {}).get("module", {}).get("channels_last")
+    return value if isinstance(value, bool) else None
+
+
 def rng_state() -> dict[str, Any]:
     """The global torch random states (dropout and other layers draw from them).
 

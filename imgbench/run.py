@@ -23,15 +23,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import distributed
 from .build import build_datamodule, build_module, build_net, build_trainer, world_size
 from .callbacks import LastCheckpoint, TrainingInterrupted
-from .checkpoint import CONFIG_KEY, check_fits, read_checkpoint
+from .checkpoint import check_fits, read_checkpoint, saved_channels_last
 from .compose import check_job
 from .errors import ConfigError, UserError, fail
 from .hydra_runtime import is_multirun
 from .io import write_json
 from .models import pretrained_stats
 from .ranks import is_child, is_rank_zero
-from .record import RUN_KEYS, environment, run_config, run_record
+from .record import environment, run_config, run_record
 from .sweep import archive_previous_attempt, finished_before, objective, was_killed
+from .trained import checkpoint_file, datamodule_state, restore_config, run_of
 from .tuning import tune
 
 log = logging.getLogger(__name__)
@@ -176,12 +177,6 @@ def start_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None
     return str(path), read_checkpoint(path)
 
 
-def saved_channels_last(ckpt: dict[str, Any] | None) -> bool | None:
-    """The memory layout the checkpoint's run trained in (``None``: not recorded)."""
-    value = (((ckpt or {}).get(CONFIG_KEY) or {}).get("config") or {}).get("module", {}).get("channels_last")
-    return value if isinstance(value, bool) else None
-
-
 def _last_checkpoint(trainer: L.Trainer) -> str | None:
     for cb in trainer.checkpoint_callbacks:
         if isinstance(cb, LastCheckpoint) and cb.path.is_file():
@@ -198,25 +193,12 @@ def _format(metrics: dict[str, float]) -> str:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the run that wrote ``cfg.ckpt_path`` and test it; writes ``metrics.json`` in this run's directory."""
-    ckpt_path = Path(cfg.ckpt_path)
-    if ckpt_path.is_dir():  # a run directory: its final weights
-        ckpt_path = ckpt_path / "checkpoints" / "last.ckpt"
+    ckpt_path = checkpoint_file(cfg.ckpt_path)
     ckpt = read_checkpoint(ckpt_path)
-    stored = OmegaConf.create(ckpt[CONFIG_KEY]["config"])
-    with open_dict(cfg):
-        for key in RUN_KEYS:
-            if key in stored and (key not in cfg or cfg[key] is None):
-                cfg[key] = stored[key]
-        if "_target_" not in (cfg.get("module") or {}):  # a checkpoint from before conf/module/ existed
-            hashing = "hash_bits" in cfg.model and cfg.model.hash_bits
-            legacy = {"_target_": f"imgbench.modules.{'HashClassifier' if hashing else 'ImageClassifier'}"}
-            kept = {k: v for k, v in (cfg.get("module") or {}).items() if hashing or k != "hash"}
-            cfg.module = OmegaConf.merge(legacy, kept)
-        if cfg.model.get("pretrained"):
-            cfg.model.pretrained = None  # the checkpoint holds the weights: the pretrained file is not needed again
+    restore_config(cfg, ckpt)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
-    saved = ckpt.get(type(dm).__qualname__) or {}
+    saved = datamodule_state(ckpt, dm)
     if saved.get("mean") and saved.get("std"):  # the statistics the run normalised with (pretrained weights' too)
         dm.use_statistics(saved["mean"], saved["std"], source="the checkpoint")
     net = build_net(cfg, dm)
@@ -237,9 +219,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     }
     if getattr(module, "hash_protocol", None):
         result["hash_protocol"] = module.hash_protocol
-    train_metrics = ckpt_path.parent.parent / "metrics.json"
-    if train_metrics.is_file():
-        original = json.loads(train_metrics.read_text()).get("metrics", {})
+    run_dir = run_of(ckpt_path)
+    if run_dir is not None:
+        original = json.loads((run_dir / "metrics.json").read_text()).get("metrics", {})
         same = {k: original.get(k) == v for k, v in metrics.items() if k in original}
         result["matches_run"] = all(same.values()) if same else None
     if trainer.is_global_zero:

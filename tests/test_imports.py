@@ -24,7 +24,7 @@ LAYERS = {
         "ddp_launcher",
         "checkpoint",
     },
-    "task": {"schema", "config", "compose", "build", "record", "run", "resume", "tuning"},
+    "task": {"schema", "config", "compose", "build", "record", "run", "resume", "tuning", "trained", "predict", "export"},
     "entry": {"cli", "prepare"},
 }
 ORDER = ["leaves", "parts", "task", "entry"]

@@ -10,6 +10,7 @@ Both: ``batched`` (their base), ``augment`` (:class:`BatchTransform`), ``normali
 
 from .arrays import ImageArrays
 from .augment import AugmentConfig, BatchTransform
+from .batched import BatchedDataModule
 from .builtin import CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule
 from .image_folder import ImageFolderDataModule
 from .in_memory import InMemoryDataModule
@@ -18,6 +19,7 @@ from .loader import TensorBatches
 
 __all__ = [
     "AugmentConfig",
+    "BatchedDataModule",
     "BatchTransform",
     "CIFAR10DataModule",
     "CIFAR100DataModule",

@@ -86,14 +86,35 @@ class BatchedDataModule(L.LightningDataModule):
         self.transform: BatchTransform | None = None
         self._transform_rank: int | None = None  # the rank the transform's generator was seeded for
         self._transform_state: dict | None = None
+        self.restored: dict[str, Any] | None = None  # a checkpoint's description of the data, in place of the data
 
     def loaded(self) -> bool:
         """Whether the data (or its description) has been read (subclasses implement this)."""
         raise NotImplementedError
 
     def _require_setup(self) -> None:
-        """Read the data (or its description) if that has not happened yet (subclasses implement this)."""
-        raise NotImplementedError
+        """Read the data (or its description) if that has not happened yet and no checkpoint described it."""
+        if not self.loaded() and self.restored is None:
+            self.setup()
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Describe the data as a checkpoint recorded it (classes, normalisation, image shape), without reading it.
+
+        predict.py and export.py use a trained run where its data may not be: they need only what the model was
+        given. Call before :meth:`setup` (which then is not needed).
+
+        Args:
+            state: the DataModule's entry of a checkpoint (:meth:`state_dict`).
+        """
+        self.restored = dict(state)
+        self.name = str(state.get("name") or self.name)
+        self.classes = [str(c) for c in state["classes"]]
+        if state.get("class_names"):
+            self.class_names = [str(c) for c in state["class_names"]]
+        if state.get("mean") and state.get("std"):
+            self.mean, self.std = [float(m) for m in state["mean"]], [float(s) for s in state["std"]]
+        self.transform = None
+        self._seed_transform()
 
     @property
     def num_classes(self) -> int:
@@ -104,6 +125,11 @@ class BatchedDataModule(L.LightningDataModule):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of what the model sees (subclasses implement this)."""
+        raise NotImplementedError
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(height, width) of an image before the evaluation crop (subclasses implement this)."""
         raise NotImplementedError
 
     def split_images(self, split: str, index: torch.Tensor) -> torch.Tensor:
@@ -235,8 +261,11 @@ class BatchedDataModule(L.LightningDataModule):
         generators of all ranks are gathered into ``augment_rng_ranks``, so that each rank resumes its own.
         """
         state: dict[str, Any] = {"name": self.name, "classes": self.classes, "mean": self.mean, "std": self.std}
+        if getattr(self, "class_names", None):
+            state["class_names"] = list(self.class_names)
         if self.loaded():
             state["image_shape"] = list(self.image_shape)
+            state["stored_size"] = list(self.stored_size)
         if self.transform is not None:
             rng = self.transform.state_dict()
             _, world = self._world()

@@ -133,9 +133,19 @@ class InMemoryDataModule(BatchedDataModule):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of what the model sees (the crop size when cropping; loads the data)."""
+        if self.restored is not None and not self.splits:
+            return tuple(self.restored["image_shape"])
         self._require_setup()
         c, h, w = self.splits["train"].images.shape[1:]
         return (c, *self.crop_size) if self.crop_size else (c, h, w)
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(height, width) of the stored images, before the evaluation crop (loads the data)."""
+        if self.restored is not None and not self.splits:
+            return tuple(self.restored.get("stored_size") or self.restored["image_shape"][1:])
+        self._require_setup()
+        return tuple(self.splits["train"].images.shape[2:])
 
     @property
     def split_sizes(self) -> dict[str, int]:
@@ -155,10 +165,6 @@ class InMemoryDataModule(BatchedDataModule):
         self._require_setup()
         images = self.splits[split].images
         return images[index.to(images.device)].cpu()
-
-    def _require_setup(self) -> None:
-        if not self.splits:
-            self.setup()
 
     # ------------------------------------------------------------------ loading and splitting
 

@@ -242,9 +242,10 @@ class StreamingDataModule(BatchedDataModule):
         images = [view(shards[positions[int(i)]]["image"], 0, 0) for i in index]
         return center_crop(torch.stack(images), self.crop_size) if images else torch.zeros(0, *self.image_shape)
 
-    def _require_setup(self) -> None:
-        if self.meta is None:
-            self.setup()
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(eval_resize, eval_resize): evaluation's centre square, before its ``image_size`` crop."""
+        return (self.eval_resize, self.eval_resize)
 
     def setup(self, stage: str | None = None) -> None:
         """Read and check ``imgbench.json`` and the splits' chunk lists, carve the validation split.
