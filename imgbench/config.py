@@ -39,6 +39,9 @@ from .tuning import TUNERS
 
 # keys that may stand at the top of a composed train.yaml / eval.yaml
 TOP_LEVEL_KEYS = {f.name for f in fields(TrainSchema)}
+# tasks with top-level options of their own: task -> (those keys, the check of their values); imgbench.export adds
+# export.py's when imported
+TASK_OPTIONS: dict[str, tuple[set[str], Callable[[DictConfig], None]]] = {}
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 SCHEDULER_LIGHTNING_KEYS = {"interval", "frequency", "monitor"}
 # what a model gets from the data, never from its config
@@ -191,7 +194,8 @@ def validate(cfg: DictConfig, task: str = "train") -> None:
 
     Args:
         cfg: the composed config (with or without its ``hydra`` node).
-        task: ``train`` or ``eval`` (eval.py takes model and data from the checkpoint).
+        task: ``train``, ``eval`` (eval.py takes model and data from the checkpoint) or a task of
+            :data:`TASK_OPTIONS`.
 
     Raises:
         ConfigError: the first problem, with the key and the fix.
@@ -201,12 +205,16 @@ def validate(cfg: DictConfig, task: str = "train") -> None:
     if missing:
         example = "<run dir>/checkpoints/last.ckpt" if missing[0] == "ckpt_path" else "..."
         raise ConfigError(f"{missing[0]} has no value; add {missing[0]}={example} to the command line")
+    task_keys, check_task = TASK_OPTIONS.get(task, (set(), None))
     for key in job:
-        if key not in TOP_LEVEL_KEYS:
+        if key not in TOP_LEVEL_KEYS | task_keys:
             raise ConfigError(
-                f"unknown top-level key '{key}'{_suggest(str(key), TOP_LEVEL_KEYS)}; "
+                f"unknown top-level key '{key}'{_suggest(str(key), TOP_LEVEL_KEYS | task_keys)}; "
                 f"see conf/{task}.yaml for the keys that exist"
             )
+    if check_task is not None:  # its own options; like eval.py it takes the model and data from the checkpoint
+        check_task(job)
+        return
     if task == "eval":
         return
     _check_keys_of_groups(job)

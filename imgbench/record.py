@@ -7,6 +7,7 @@ choices, flattened config, versions).
 from __future__ import annotations
 
 import platform
+import subprocess
 from typing import Any
 
 import lightning as L
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import to_plain
 from .hydra_runtime import hydra_cfg, job_overrides
+from .paths import REPO_ROOT
 
 # the parts of a config that define the model and its data (stored in checkpoints; eval.py rebuilds from them)
 RUN_KEYS = ("data", "model", "optimizer", "scheduler", "module", "seed", "monitor", "monitor_mode")
@@ -62,9 +64,10 @@ def run_record(cfg: DictConfig) -> dict[str, Any]:
 def flat_config(cfg: DictConfig) -> dict[str, Any]:
     """The run-defining part of the config as ``{"trainer.max_epochs": 10, ...}`` (plain scalars)."""
     plain = {k: to_plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in RUN_KEYS if k in cfg}
-    plain["trainer"] = {
-        k: v for k, v in to_plain(cfg.trainer).items() if not k.startswith("_") and k != "default_root_dir"
-    }
+    if cfg.get("trainer") is not None:  # export.py has no trainer
+        plain["trainer"] = {
+            k: v for k, v in to_plain(cfg.trainer).items() if not k.startswith("_") and k != "default_root_dir"
+        }
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -87,3 +90,18 @@ def environment() -> dict[str, Any]:
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
     }
+
+
+def source_commit() -> str | None:
+    """The git commit of imgbench's checkout (``<sha>+dirty`` with uncommitted changes), or None outside one."""
+    try:
+        head = _git("rev-parse", "HEAD")
+        changed = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):  # no git, or not a checkout (an installed package)
+        return None
+    return head + ("+dirty" if changed else "")
+
+
+def _git(*args: str) -> str:
+    command = ["git", "-C", str(REPO_ROOT), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()

@@ -92,11 +92,18 @@ def objective(result: dict[str, Any] | None, metric: str | None) -> float | None
 
 
 class SweepReport(Callback):
-    """Prints (and writes) the report when a run or sweep ends; a sweep with failed jobs exits with status 1."""
+    """Prints (and writes) the report when a run or sweep ends; a sweep with failed jobs exits with status 1.
+
+    Args:
+        single_runs: print the report of a single run too (predict.py, whose results are no table row, says no).
+    """
+
+    def __init__(self, single_runs: bool = True) -> None:
+        self.single_runs = single_runs
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         out = Path(str(config.hydra.runtime.output_dir))
-        if is_rank_zero() and (out / "metrics.json").is_file():  # DDP: once, from global rank 0
+        if self.single_runs and is_rank_zero() and (out / "metrics.json").is_file():  # DDP: once, from global rank 0
             self._report(out, write=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -24,7 +24,19 @@ LAYERS = {
         "ddp_launcher",
         "checkpoint",
     },
-    "task": {"schema", "config", "compose", "build", "record", "run", "resume", "tuning", "trained", "predict", "export"},
+    "task": {
+        "schema",
+        "config",
+        "compose",
+        "build",
+        "record",
+        "run",
+        "resume",
+        "tuning",
+        "trained",
+        "predict",
+        "export",
+    },
     "entry": {"cli", "prepare"},
 }
 ORDER = ["leaves", "parts", "task", "entry"]

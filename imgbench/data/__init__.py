@@ -5,7 +5,8 @@ In memory: ``in_memory`` (the base DataModule), ``builtin`` (MNIST, Fashion-MNIS
 extraction), ``folders`` (listing and decoding image folders), ``arrays`` (:class:`ImageArrays`) and ``loader``
 (:class:`TensorBatches`). Streamed: ``streaming`` (its DataModule), ``image_views`` (decoding and crops in loader
 workers), ``shards`` (the format), ``shard_writer`` and ``sources`` (what ``imgbench.prepare`` writes and reads).
-Both: ``batched`` (their base), ``augment`` (:class:`BatchTransform`), ``normalization`` and ``checks``.
+Both: ``batched`` (their base), ``augment`` (:class:`BatchTransform`), ``normalization`` and ``checks``; and
+``inference`` (predict.py's images: listed, read and prepared as the run's evaluation data was).
 """
 
 from .arrays import ImageArrays
@@ -14,13 +15,13 @@ from .batched import BatchedDataModule
 from .builtin import CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule, MNISTDataModule
 from .image_folder import ImageFolderDataModule
 from .in_memory import InMemoryDataModule
-from .streaming import StreamingDataModule
 from .loader import TensorBatches
+from .streaming import StreamingDataModule
 
 __all__ = [
     "AugmentConfig",
-    "BatchedDataModule",
     "BatchTransform",
+    "BatchedDataModule",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "FashionMNISTDataModule",

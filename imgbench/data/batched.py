@@ -132,6 +132,48 @@ class BatchedDataModule(L.LightningDataModule):
         """(height, width) of an image before the evaluation crop (subclasses implement this)."""
         raise NotImplementedError
 
+    def class_counts(self) -> torch.Tensor:
+        """Training images per class, int64 ``(num_classes,)`` (for ``module.class_weights=balanced``).
+
+        Raises:
+            ConfigError: the data path does not know them (subclasses that do implement this).
+        """
+        raise ConfigError(
+            f"module.class_weights=balanced needs the training split's class counts, which {self.name} does not "
+            f"record; give module.class_weights=[w_0, w_1, ...]"
+        )
+
+    def prepare_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Bring one decoded image to :attr:`stored_size` as the evaluation data was brought (predict.py).
+
+        What follows is the run's: the batch transform's evaluation crop, views and normalisation.
+
+        Args:
+            image: uint8 ``(C, H, W)`` with the data's channels, of any size.
+
+        Returns:
+            uint8 ``(C, *stored_size)`` (subclasses implement this).
+        """
+        raise NotImplementedError
+
+    def use_eval_views(self, views: str) -> None:
+        """Evaluate with ``views`` (``one``, ``flip``, ``ten_crop``) instead of ``eval_views`` (predict.py's choice).
+
+        Args:
+            views: the evaluation views.
+
+        Raises:
+            ConfigError: unknown views, or ten crops of images that are not cropped.
+        """
+        if views not in EVAL_VIEWS:
+            raise ConfigError(f"evaluation views must be one of {', '.join(EVAL_VIEWS)}, got '{views}'")
+        if views == "ten_crop" and self.crop_size is None:
+            raise ConfigError("ten-crop views need a run trained on crops (data.crop_size); choose one or flip views")
+        self.eval_views = views
+        if self.transform is not None:
+            self.transform = None  # rebuilt with the new views
+            self._seed_transform()
+
     def split_images(self, split: str, index: torch.Tensor) -> torch.Tensor:
         """Some images of a split as the model sees them before normalisation (reports draw them).
 

@@ -85,29 +85,80 @@ def list_image_folder(split_dir: Path) -> tuple[list[str], list[tuple[Path, int]
     return classes, samples
 
 
-def _decode(path: Path, data: bytes, channels: int) -> tuple[torch.Tensor, bool]:
-    """Decode one image to uint8 (C, H, W) with ``channels`` channels; returns (image, converted)."""
+def decode_image_file(path: Path, data: bytes, channels: int) -> tuple[torch.Tensor, bool]:
+    """Decode one image file's bytes to uint8 ``(channels, H, W)``, as image folders are decoded for training.
+
+    torchvision's decoders first; Pillow for what they cannot read (or not in ``channels`` channels: GIF, WebP).
+    Gray, RGBA, CMYK, palette and 16-bit images are converted (16-bit values scaled to 8 bits).
+
+    Args:
+        path: the file (for the error message).
+        data: its bytes.
+        channels: 3 (RGB) or 1 (gray).
+
+    Returns:
+        The image and whether it was converted from another mode.
+
+    Raises:
+        DataError: not a readable image.
+    """
     from torchvision.io import ImageReadMode, decode_image  # lazy: torchvision is a heavy import
+    from torchvision.transforms.v2.functional import to_dtype
 
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     try:
         buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         img = decode_image(buf, mode=ImageReadMode.UNCHANGED)
-        if img.shape[0] == channels:
-            return img, False
-        return decode_image(buf, mode=mode), True
+        converted = img.shape[0] != channels or img.dtype != torch.uint8 or _is_palette_png(data)
+        if img.ndim == 3 and (img.shape[0] != channels or converted):  # unchanged, a palette PNG is its indices
+            img = decode_image(buf, mode=mode)
+        # GIF and WebP decoders ignore a gray mode, animated GIFs come as frames: Pillow reads those
+        if img.ndim == 3 and img.shape[0] == channels:
+            return to_dtype(img, torch.uint8, scale=True), converted  # 16-bit PNGs come as uint16
     except (RuntimeError, ValueError):
         pass
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             converted = im.mode != ("RGB" if channels == 3 else "L")
+            if im.mode.startswith("I;16"):  # Pillow clips 16-bit values to 8 bits: scale them
+                im = Image.fromarray((np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8), "L")
             im = im.convert("RGB" if channels == 3 else "L")
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            arr = np.array(im, dtype=np.uint8)  # a copy: torch wants a writable array
+    except UnidentifiedImageError:
+        raise DataError(f"{path} is not a readable image (no format torchvision or Pillow decodes)") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise DataError(f"{path} is not a readable image ({e})") from None
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(arr)), converted
+
+
+def _is_palette_png(data: bytes) -> bool:
+    """Whether ``data`` is a PNG of colour type 3 (palette): its IHDR chunk's colour-type byte, at offset 25."""
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3
+
+
+def fit_image(image: torch.Tensor, size: tuple[int, int] | list[int], resize: str = "stretch") -> torch.Tensor:
+    """Bring one image to ``size`` as image folders are (antialiased); an image of that size is kept as it is.
+
+    Args:
+        image: uint8 ``(C, H, W)``.
+        size: ``(H, W)``.
+        resize: ``stretch`` to ``size``, or ``center_crop``: the shorter side scaled to ``min(size)``, then the
+            centre cut out.
+
+    Returns:
+        uint8 ``(C, *size)``.
+    """
+    # lazy: torchvision is a heavy import
+    from torchvision.transforms.v2.functional import center_crop
+    from torchvision.transforms.v2.functional import resize as resize_image
+
+    if tuple(image.shape[1:]) == tuple(size):
+        return image
+    if resize == "center_crop":
+        return center_crop(resize_image(image, min(size), antialias=True), list(size))
+    return resize_image(image, list(size), antialias=True)
 
 
 def load_image_folder(
@@ -137,10 +188,6 @@ def load_image_folder(
         DataError: the folder is malformed, a file is unreadable (without ``skip_corrupt``), the sizes differ
             without ``image_size``, or no image is readable.
     """
-    # lazy: torchvision is a heavy import
-    from torchvision.transforms.v2.functional import center_crop
-    from torchvision.transforms.v2.functional import resize as resize_image
-
     classes, samples = list_image_folder(split_dir)
     stats = FolderStats(skipped=[])
     images: list[torch.Tensor] = []
@@ -149,7 +196,7 @@ def load_image_folder(
     for path, label in samples:
         try:
             data = path.read_bytes()
-            img, converted = _decode(path, data, channels)
+            img, converted = decode_image_file(path, data, channels)
         except DataError as e:
             if not skip_corrupt:
                 raise DataError(
@@ -160,10 +207,7 @@ def load_image_folder(
         stats.converted += converted
         size = (img.shape[1], img.shape[2])
         if image_size is not None and size != tuple(image_size):
-            if resize == "center_crop":
-                img = center_crop(resize_image(img, min(image_size), antialias=True), list(image_size))
-            else:
-                img = resize_image(img, list(image_size), antialias=True)
+            img = fit_image(img, image_size, resize)
             stats.resized += 1
         elif image_size is None:
             if first_size is None:

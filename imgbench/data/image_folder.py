@@ -18,7 +18,7 @@ from ..io import atomic_open
 from .archives import extract_archive, is_archive
 from .arrays import ImageArrays
 from .checks import check_bool, check_path, size_pair
-from .folders import FolderStats, find_split_root, folder_fingerprint, load_image_folder
+from .folders import FolderStats, find_split_root, fit_image, folder_fingerprint, load_image_folder
 from .in_memory import InMemoryDataModule
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,17 @@ class ImageFolderDataModule(InMemoryDataModule):
             ``image_size`` when set, else None (the images' own size).
         """
         return self._declared(None, self.channels, self.image_size)
+
+    def prepare_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Bring one image to the stored size as the folders were brought to it (``resize``: stretch or centre crop).
+
+        Args:
+            image: uint8 ``(C, H, W)``.
+
+        Returns:
+            uint8 ``(C, *stored_size)``.
+        """
+        return fit_image(image, self.stored_size, self.resize)
 
     def _split_root(self) -> Path:
         if self._folder is None:

@@ -20,10 +20,12 @@ from .arrays import ImageArrays, class_diff
 from .augment import AugmentConfig
 from .batched import BatchedDataModule
 from .checks import check_bool, check_on_device, check_path, check_val_size, check_whole, size_pair
+from .folders import fit_image
 from .loader import TensorBatches
 from .normalization import normalization
 
 log = logging.getLogger(__name__)
+
 
 class InMemoryDataModule(BatchedDataModule):
     """Base of the DataModules whose splits are held in memory, each as one uint8 tensor.
@@ -146,6 +148,22 @@ class InMemoryDataModule(BatchedDataModule):
             return tuple(self.restored.get("stored_size") or self.restored["image_shape"][1:])
         self._require_setup()
         return tuple(self.splits["train"].images.shape[2:])
+
+    def class_counts(self) -> torch.Tensor:
+        """Training images per class (loads the data)."""
+        self._require_setup()
+        return torch.bincount(self.splits["train"].labels.cpu(), minlength=len(self.classes))
+
+    def prepare_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Stretch one image to the stored size (antialiased), as image folders are resized; see the base class.
+
+        Args:
+            image: uint8 ``(C, H, W)``.
+
+        Returns:
+            uint8 ``(C, *stored_size)``.
+        """
+        return fit_image(image, self.stored_size)
 
     @property
     def split_sizes(self) -> dict[str, int]:

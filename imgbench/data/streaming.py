@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from .augment import center_crop
 from .batched import BatchedDataModule
 from .checks import check_bool, check_path, check_val_size, check_whole
-from .image_views import DECODERS, TRAIN_CROPS, EncodedBatch, EncodedView, ImageView, collate_encoded
+from .image_views import DECODERS, TRAIN_CROPS, EncodedBatch, EncodedView, ImageView, collate_encoded, crop
 from .normalization import fixed_normalization
 from .shards import ShardMeta, is_remote, read_meta
 
@@ -247,6 +247,18 @@ class StreamingDataModule(BatchedDataModule):
         """(eval_resize, eval_resize): evaluation's centre square, before its ``image_size`` crop."""
         return (self.eval_resize, self.eval_resize)
 
+    def prepare_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Cut one image as evaluation does: the centre square, resized to ``eval_resize`` (see the base class).
+
+        Args:
+            image: uint8 ``(3, H, W)``.
+
+        Returns:
+            uint8 ``(3, eval_resize, eval_resize)``.
+        """
+        view = self._view(train=False, encoded=False)
+        return crop(image, view.plan(image.shape[1], image.shape[2], 0, 0))
+
     def setup(self, stage: str | None = None) -> None:
         """Read and check ``imgbench.json`` and the splits' chunk lists, carve the validation split.
 
@@ -368,9 +380,7 @@ class StreamingDataModule(BatchedDataModule):
         self._require_setup()
         folder, positions = self.ranges[split]
         rank, world = self._world()
-        shards = StreamingDataset(
-            self._split_dir(folder), cache_dir=self._cache()
-        )
+        shards = StreamingDataset(self._split_dir(folder), cache_dir=self._cache())
         workers = self._workers()
         return DataLoader(
             ShardIndex(shards, positions[rank::world], self._view(train=False)),

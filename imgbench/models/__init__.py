@@ -5,13 +5,15 @@ One module per model family, named after its registry names (``keras``, ``single
 timm's and torchvision's models (registry names ``timm`` and ``torchvision``, with ``name=``); shared layers in
 :mod:`~imgbench.models.layers`, argument checks in :mod:`~imgbench.models.arguments`, the registry and the one
 builder in :mod:`~imgbench.models.registry`, and the one weight loader (with :func:`classifier_prefix` and
-:func:`pretrained_stats`) in :mod:`~imgbench.models.weights`. Importing this package registers every model;
-``python -m imgbench.models`` lists them.
+:func:`pretrained_stats`) in :mod:`~imgbench.models.weights`; :class:`NormalizedClassifier`
+(:mod:`~imgbench.models.deploy`) takes a network with its normalisation to deployment. Importing this package
+registers every model; ``python -m imgbench.models`` lists them.
 """
 
 from .alexnet import alexnet, alexnet_tv
 from .alexnet_hash import alexnet_hash
 from .cifar_cnn import cifar_cnn
+from .deploy import NormalizedClassifier
 from .fastnet import fastnet
 from .hub import timm, torchvision
 from .keras import keras_cnn, keras_fcn
@@ -32,6 +34,7 @@ from .single_conv import single_conv
 from .weights import classifier_prefix, pretrained_stats
 
 __all__ = [
+    "NormalizedClassifier",
     "UnknownModelError",
     "alexnet",
     "alexnet_hash",
