@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib.metadata
+import importlib.util
 import itertools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -43,6 +46,10 @@ from .ranks import is_child
 _NODE_WORDS = {IntegerNode: "an integer", FloatNode: "a number", BooleanNode: "true or false", StringNode: "a string"}
 # sweepers that optimise the number train.py returns (the basic sweeper ignores it)
 _OPTIMISING_SWEEPERS = ("optuna", "nevergrad", "ax")
+# the trackers' loggers and the package each needs (the trackers extra)
+_TRACKER_PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
+# the tracking URI schemes MLflow opens ("": a plain path); plugins add theirs (mlflow.tracking_store entry points)
+_MLFLOW_SCHEMES = {"", "file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql"}
 
 
 # ---------------------------------------------------------------------------- composition errors
@@ -147,6 +154,7 @@ def check_job(cfg: DictConfig, task: str, validator: Callable[[DictConfig, str],
         )
     check_writable(Path(_run_root(cfg)))
     check_launcher(cfg)
+    check_trackers(cfg)
 
 
 def _run_root(cfg: DictConfig) -> str:
@@ -332,3 +340,26 @@ def check_launcher(cfg: DictConfig) -> None:
             f"hydra.launcher asks SLURM for {nodes} node(s) x {tasks} task(s) but the trainer runs {num_nodes} "
             f"node(s) x {devices} process(es) (trainer.num_nodes x trainer.devices); {fix}"
         )
+
+
+def check_trackers(cfg: DictConfig) -> None:
+    """A tracker logger (MLflow, W&B) needs its package, and MLflow a tracking URI it can open (one line otherwise).
+
+    Nothing is contacted: a server that is down shows when the run starts.
+    """
+    for name, node in (cfg.get("logger") or {}).items():
+        kind = str((node or {}).get("_target_", "")).rsplit(".", 1)[-1]
+        package = _TRACKER_PACKAGES.get(kind)
+        if package is None:
+            continue
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(f"logger.{name} needs {package}, which is not installed: pip install -e '.[trackers]'")
+        uri = node.get("tracking_uri") if kind == "MLFlowLogger" else None
+        if uri is None:
+            continue
+        schemes = _MLFLOW_SCHEMES | {e.name for e in importlib.metadata.entry_points(group="mlflow.tracking_store")}
+        if urlsplit(str(uri)).scheme.split("+")[0].lower() not in schemes:  # postgresql+psycopg2: the dialect
+            raise ConfigError(
+                f"logger.{name}.tracking_uri={uri} is not a store MLflow opens; give a folder (file:/path/mlruns), "
+                f"a database (sqlite:///path/mlflow.db) or a tracking server (http://host:5000)"
+            )

@@ -34,6 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ArgumentError, ConfigError, UserError
 from .models.registry import is_model_factory, model_arguments
+from .modules.classifier import check_class_weights
 from .schema import TrainSchema
 from .tuning import TUNERS
 
@@ -293,6 +294,7 @@ def _check_values(cfg: DictConfig) -> None:
     precision = _get(cfg, "trainer.precision")
     if precision is not None and str(precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision '{precision}' is not one of {', '.join(sorted(PRECISIONS))}")
+    check_class_weights(_get(cfg, "module.class_weights"))
     channels_last = _get(cfg, "module.channels_last")
     if channels_last is not None and not isinstance(channels_last, bool) and channels_last != "auto":
         raise ConfigError(f"module.channels_last must be true, false or auto, got {channels_last!r}")

@@ -36,7 +36,7 @@ def job_overrides() -> list[str]:
 def swept_keys() -> set[str]:
     """Keys that vary across the current sweep: the sweeper's params plus sweep overrides of the command line."""
     cfg = hydra_cfg()
-    if cfg is None:
+    if cfg is None or cfg.mode != RunMode.MULTIRUN:  # a single run sweeps nothing (and must not resolve sweep.dir)
         return set()
     keys = {str(k) for k in (OmegaConf.select(cfg, "sweeper.params") or {})}
     multirun_yaml = Path(str(cfg.sweep.dir)) / "multirun.yaml"
@@ -61,3 +61,16 @@ def job_name(max_len: int = 100) -> str:
     if len(name) > max_len:
         name = name[: max_len - 9] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
     return name
+
+
+def run_name() -> str | None:
+    """The run's name in trackers: its sweep job's name (:func:`job_name`), else its run directory's name.
+
+    None outside a Hydra job.
+    """
+    name = job_name()
+    cfg = hydra_cfg()
+    if name or cfg is None:
+        return name or None
+    output_dir = OmegaConf.select(cfg, "runtime.output_dir", default=None)
+    return Path(str(output_dir)).name if output_dir else None

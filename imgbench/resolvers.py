@@ -6,12 +6,17 @@ this module registers them.
 
 from __future__ import annotations
 
+import netrc
+import os
+import socket
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from omegaconf import OmegaConf
 
 from .groups import help_text
-from .hydra_runtime import job_name
+from .hydra_runtime import job_name, run_name
 from .ranks import if_rank_zero
 
 
@@ -37,6 +42,41 @@ def make_dir(path: str) -> str:
     return path
 
 
+def wandb_offline(timeout: float = 3.0) -> bool:
+    """Whether W&B must run offline: no API key, or its server out of reach (a run never waits on the network).
+
+    The key is ``WANDB_API_KEY`` or the ``.netrc`` entry ``wandb login`` writes (``NETRC`` or ``~/.netrc``) for the
+    server ``WANDB_BASE_URL`` names (default api.wandb.ai); with a key, one TCP connection to the server, at most
+    ``timeout`` seconds, name lookup included. ``WANDB_MODE=offline`` decides alone. ``wandb sync`` uploads later.
+    """
+    if os.environ.get("WANDB_MODE") in ("offline", "dryrun"):
+        return True
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    if not (os.environ.get("WANDB_API_KEY") or _netrc_has(url.netloc)):
+        return True
+    address = (url.hostname or "", url.port or (80 if url.scheme == "http" else 443))
+    reached: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                reached.append(True)
+        except OSError:
+            pass
+
+    probe = threading.Thread(target=connect, daemon=True)  # a thread: the name lookup has no timeout of its own
+    probe.start()
+    probe.join(timeout)
+    return not reached
+
+
+def _netrc_has(host: str) -> bool:
+    try:
+        return netrc.netrc(os.environ.get("NETRC") or None).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):  # no file, or one netrc cannot read: no key from it
+        return False
+
+
 def register_resolvers() -> None:
     """Register imgbench's resolvers (once per process)."""
     for name, fn, cache in (
@@ -44,6 +84,8 @@ def register_resolvers() -> None:
         ("imgbench_mkdir", make_dir, False),
         ("imgbench_rank_zero", if_rank_zero, False),  # per process: DDP ranks > 0 write no .hydra/
         ("imgbench_job_name", job_name, False),
+        ("imgbench_run_name", run_name, False),  # trackers: the sweep job's name, else the run directory's
+        ("imgbench_wandb_offline", wandb_offline, False),
         ("imgbench_config_groups", help_text, False),  # python train.py --help
     ):
         if not OmegaConf.has_resolver(name):

@@ -6,6 +6,7 @@ or a recorded failure (sweep jobs).
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import sys
@@ -23,11 +24,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from . import distributed
 from .build import build_datamodule, build_module, build_net, build_trainer, world_size
 from .callbacks import LastCheckpoint, TrainingInterrupted
+from .callbacks.tensorboard import log_failed_session, log_session
+from .callbacks.trackers import finish_trackers
 from .checkpoint import check_fits, read_checkpoint, saved_channels_last
 from .compose import check_job
 from .errors import ConfigError, UserError, fail
-from .hydra_runtime import is_multirun
-from .io import write_json
+from .hydra_runtime import is_multirun, swept_keys
+from .io import atomic_open, write_json
 from .models import pretrained_stats
 from .ranks import is_child, is_rank_zero
 from .record import environment, run_config, run_record
@@ -139,27 +142,44 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if stopper is not None:  # callbacks.early_stopping ended the run before trainer.max_epochs
         result["stopped_early"] = {"epoch": stopper.stopped_epoch, "monitor": stopper.monitor,
                                    "best": float(stopper.best_score)}  # fmt: skip
+    per_class = class_metrics(module, dm) if tested else None
+    if per_class:
+        result["per_class"] = per_class
     finetune = module.finetune_summary() if hasattr(module, "finetune_summary") else None
     if finetune:
         result["finetune"] = finetune
     if trainer.is_global_zero:
-        log_hparams(trainer, result)
+        log_session(trainer, result, swept_keys())
         write_json(out / "metrics.json", result)
+        finish_trackers(trainer, result, out)  # MLflow and W&B: settings, metrics.json and the pictures
+        if per_class:
+            write_per_class(out / "per_class.csv", per_class)
         log.info("test metrics: %s", _format(test_metrics))
         log.info("run directory: %s", out)
     return result
 
 
-def log_hparams(trainer: L.Trainer, result: dict[str, Any]) -> None:
-    """The run's settings and final metrics in TensorBoard's HParams tab (one entry per run of a sweep)."""
-    params = {k: v for k, v in result["config"].items() if v is not None}
-    params.update({f"choice/{k}": v for k, v in result["choices"].items() if v is not None})
-    metrics = {k: v for k, v in result["metrics"].items()}
-    metrics.update({"params": result["params"], "train_seconds": result["train_seconds"]})
-    for logger in trainer.loggers:
-        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
-            logger.log_hyperparams(params, metrics=metrics)
-            logger.finalize("success")
+def class_metrics(module: L.LightningModule, dm: Any) -> dict[str, dict[str, float]] | None:
+    """The test split's precision, recall, F1 and support per class, by class name (None: not measured)."""
+    values = getattr(module, "per_class", None)
+    if not values:
+        return None
+    names = getattr(dm, "class_names", None) or dm.classes
+    if len(names) != len(values["support"]):
+        names = [str(i) for i in range(len(values["support"]))]
+    return {
+        str(name): {k: (int(v[i]) if k == "support" else round(float(v[i]), 6)) for k, v in values.items()}
+        for i, name in enumerate(names)
+    }
+
+
+def write_per_class(path: Path, per_class: dict[str, dict[str, float]]) -> None:
+    """``per_class.csv``: one row per class (class, precision, recall, f1, support)."""
+    with atomic_open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "precision", "recall", "f1", "support"])
+        for name, row in per_class.items():
+            writer.writerow([name, row["precision"], row["recall"], row["f1"], row["support"]])
 
 
 def start_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
@@ -217,6 +237,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "splits": {"test": dm.split_sizes["test"]},
         "environment": environment(),
     }
+    per_class = class_metrics(module, dm)
+    if per_class:
+        result["per_class"] = per_class
     if getattr(module, "hash_protocol", None):
         result["hash_protocol"] = module.hash_protocol
     run_dir = run_of(ckpt_path)
@@ -226,6 +249,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         result["matches_run"] = all(same.values()) if same else None
     if trainer.is_global_zero:
         write_json(output_dir(cfg) / "metrics.json", result)
+        if per_class:
+            write_per_class(output_dir(cfg) / "per_class.csv", per_class)
         log.info("test metrics: %s", _format(metrics))
         if result.get("matches_run") is not None:
             log.info("same as the run's metrics.json: %s", "yes" if result["matches_run"] else "NO")
@@ -295,3 +320,10 @@ def _record_failure(out: Path, cfg: DictConfig, error: BaseException) -> None:
     except Exception:  # never hide the original error
         record = {}
     write_json(out / "metrics.json", {**record, "status": "failed", "error": f"{type(error).__name__}: {error}"})
+    tensorboard = OmegaConf.select(cfg, "logger.tensorboard", default=None)
+    if record and tensorboard is not None:  # the failure as a failed session in TensorBoard's HParams
+        try:
+            log_dir = Path(str(tensorboard.save_dir)) / str(tensorboard.name) / str(tensorboard.get("version") or "")
+            log_failed_session(log_dir, record, swept_keys())
+        except Exception as e:  # never hide the original error
+            log.warning("could not record the failure in TensorBoard: %s", e)

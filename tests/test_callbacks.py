@@ -245,7 +245,7 @@ def test_figures_are_in_tensorboard(mnist_run):
         acc = EventAccumulator(str(events), size_guidance={"images": 0})
         acc.Reload()
         tags |= set(acc.Tags()["images"])
-    assert tags == {"curves", "test/confusion_matrix", "test/predictions"}
+    assert tags == {"train/curves", "test/confusion_matrix", "test/predictions"}
 
 
 @needs_shared

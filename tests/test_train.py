@@ -76,8 +76,10 @@ def test_run_directory_eval_matches_train(tmp_path):
     )
     evaluated = evaluate(eval_cfg)
     tested = {k: v for k, v in result["metrics"].items() if k.startswith("test/")}
-    assert set(tested) == {"test/acc", "test/acc_top5", "test/loss"}
+    macro = {"test/precision_macro", "test/recall_macro", "test/f1_macro"}
+    assert set(tested) == {"test/acc", "test/acc_top5", "test/loss", *macro}
     assert evaluated["metrics"] == tested  # exactly, not approximately
+    assert evaluated["per_class"] == result["per_class"]
     assert evaluated["matches_run"] is True
     assert json.loads((eval_dir / "metrics.json").read_text())["metrics"] == tested
 

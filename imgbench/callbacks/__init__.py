@@ -2,8 +2,9 @@
 
 The reports are the training curves, the confusion matrix, the prediction grid and ``submission.csv``.
 Configured in ``conf/callbacks/reports.yaml`` (part of ``callbacks=default``); each can be removed with
-``~callbacks.<name>``. Files go into the run directory from global rank 0; figures also go to TensorBoard's
-images tab when a TensorBoardLogger is configured.
+``~callbacks.<name>``. Files go into the run directory from global rank 0; figures also go to the run's trackers
+(TensorBoard's images tab, MLflow artifacts, W&B images: ``trackers.py``). ``tensorboard.py`` and
+``learning_rate_monitor.py`` keep TensorBoard's tags grouped and its HParams table useful.
 """
 
 from .base import ReportCallback

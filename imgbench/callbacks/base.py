@@ -1,4 +1,4 @@
-"""What every report callback shares: where the files go, the run's name, TensorBoard images."""
+"""What every report callback shares: where the files go, the run's name, pictures in the loggers."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ import os
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 
 from .plots import figure_to_rgb, save_png
+from .tensorboard import figure_step
+from .trackers import log_figure
 
 log = logging.getLogger(__name__)
 
 
 class ReportCallback(L.Callback):
-    """Base class of the report callbacks: files in the run directory, figures also in TensorBoard.
+    """Base class of the report callbacks: files in the run directory, figures also in the loggers.
 
     Writes into ``output_dir`` (default: the run directory, ``trainer.default_root_dir``) from global rank 0
-    only, and logs its figures to every TensorBoard logger of the run (none: files only).
+    only, and logs its figures to every logger of the run that shows pictures: TensorBoard, MLflow (as artifacts),
+    W&B (:func:`imgbench.callbacks.trackers.log_figure`; no such logger: files only).
 
     Args:
         output_dir: the folder for the files; None: ``trainer.default_root_dir`` (``paths.output_dir``).
@@ -37,14 +39,15 @@ class ReportCallback(L.Callback):
     def publish(
         self, trainer: L.Trainer, fig: Figure, filename: str | None, tag: str, tensorboard: bool = True
     ) -> Path | None:
-        """Save ``fig`` as ``<run dir>/<filename>`` (if a name is given) and log it to TensorBoard as ``tag``.
+        """Save ``fig`` as ``<run dir>/<filename>`` (if a name is given) and log it to the loggers as ``tag``.
 
         Args:
             trainer: the running trainer (its run directory, loggers and global step).
             fig: the figure to save and log.
             filename: the PNG's name in the run directory; None or empty: no file.
-            tag: the TensorBoard image tag.
-            tensorboard: log this figure to TensorBoard (when the callback's ``tensorboard`` is on too).
+            tag: the image tag (TensorBoard, W&B); MLflow keeps the PNG under its file name.
+            tensorboard: log this figure to the loggers (to TensorBoard when the callback's ``tensorboard`` is on
+                too); False for drafts, such as the curves redrawn during training.
 
         Returns:
             The path of the PNG written, or None when no file was written.
@@ -54,10 +57,8 @@ class ReportCallback(L.Callback):
         if filename:
             path = self.run_dir(trainer) / filename
             save_png(rgb, path)
-        if self.tensorboard and tensorboard:
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(tag, rgb, trainer.global_step, dataformats="HWC")
+        if tensorboard:
+            log_figure(trainer, tag, rgb, path, figure_step(trainer), tensorboard=self.tensorboard)
         return path
 
 

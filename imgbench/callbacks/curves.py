@@ -122,7 +122,7 @@ class MetricCurves(ReportCallback):
             return
         epochs, values = self.series()
         fig = draw_curves(values, epochs, title=run_title(trainer))
-        self.publish(trainer, fig, self.filename, "curves", tensorboard=final)
+        self.publish(trainer, fig, self.filename, "train/curves", tensorboard=final)
         if self.history_filename:
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")

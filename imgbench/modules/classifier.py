@@ -6,14 +6,20 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MulticlassStatScores,
+)
 
 from ..callbacks.checkpoint import LastCheckpoint
 from ..checkpoint import CONFIG_KEY, rng_state, set_rng_state
@@ -32,12 +38,35 @@ class NonFiniteLossError(UserError):
     """The loss became NaN or infinite: training stops (the last good checkpoint stays)."""
 
 
+def check_class_weights(value: Any, num_classes: int | None = None) -> None:
+    """Check ``module.class_weights``: None, ``balanced`` or one weight >= 0 per class.
+
+    Args:
+        value: the setting (a list or a config's ListConfig).
+        num_classes: the classes of the data; None: not known yet (the count is not checked).
+
+    Raises:
+        ConfigError: a one-line message naming the key and what it accepts.
+    """
+    if value is None or value == "balanced":
+        return
+    weights = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    if weights is None or not all(type(w) in (int, float) and w >= 0 for w in weights):
+        raise ConfigError(f"module.class_weights must be balanced, null or [w_0, w_1, ...] (>= 0), got {value!r}")
+    if num_classes is not None and len(weights) != num_classes:
+        raise ConfigError(
+            f"module.class_weights has {len(value)} weights for {num_classes} classes; give one per class or balanced"
+        )
+
+
 class ImageClassifier(L.LightningModule):
     """Trains ``net`` (an ``nn.Module`` that maps images to logits) with cross-entropy.
 
     Logs, per split (``train/``, ``val/``, ``test/``): ``loss``, ``acc`` (top-1) and ``acc_top5`` when there
     are more than 5 classes; ``val/acc_best``; ``train/epoch_time`` and ``train/images_per_sec`` (training
-    batches only, data included; all processes together under DDP); the parameter count as ``model/params``.
+    batches only, data included; all processes together under DDP);
+    the macro means of the per-class precision, recall and F1 as ``test/precision_macro``, ``test/recall_macro``,
+    ``test/f1_macro`` (the per-class values are in :attr:`per_class` after testing).
 
     Args:
         net: the model.
@@ -54,6 +83,9 @@ class ImageClassifier(L.LightningModule):
         freeze_backbone_epochs: train only the classifier head for the first this many epochs (fine-tuning).
         backbone_lr_scale: the backbone's learning rate is ``optimizer.lr`` times this; the head's is ``optimizer.lr``.
         no_weight_decay_norm_bias: no weight decay on biases and normalisation weights.
+        class_weights: weigh the training loss per class: ``balanced`` (``n / (classes * n_c)`` from the training
+            split's class counts, scikit-learn's rule, for imbalanced data), a list of one weight per class, or
+            None (all 1).
 
     A training batch is ``(images, labels)`` or, with mixup/cutmix, ``(images, labels, soft targets)``: the loss is
     then taken against the soft targets and the accuracy against the labels.
@@ -74,8 +106,10 @@ class ImageClassifier(L.LightningModule):
         freeze_backbone_epochs: int = 0,
         backbone_lr_scale: float = 1.0,
         no_weight_decay_norm_bias: bool = False,
+        class_weights: str | list[float] | None = None,
     ) -> None:
         super().__init__()
+        check_class_weights(class_weights, num_classes)
         try:
             self.finetune = FinetuneConfig(freeze_backbone_epochs, backbone_lr_scale, no_weight_decay_norm_bias)
         except ValueError as e:
@@ -85,6 +119,9 @@ class ImageClassifier(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.class_weights = class_weights
+        # per-class loss weights, set in setup(); not in checkpoints (the config and data give them again)
+        self.register_buffer("loss_weights", None, persistent=False)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         channels_last = resolve_channels_last(channels_last, net)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -100,6 +137,16 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics.persistent(True)  # a run resumed mid-epoch reports the same train/acc
         self.val_metrics = collection.clone(prefix="val/")
         self.test_metrics = collection.clone(prefix="test/")
+        # one compute group: the four share their counts (torchmetrics updates them once)
+        self.test_classes = MetricCollection(
+            {
+                "precision": MulticlassPrecision(num_classes, average=None),
+                "recall": MulticlassRecall(num_classes, average=None),
+                "f1": MulticlassF1Score(num_classes, average=None),
+                "counts": MulticlassStatScores(num_classes, average=None),
+            }
+        )
+        self.per_class: dict[str, list[float]] | None = None  # test precision, recall, f1, support per class
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
@@ -145,7 +192,13 @@ class ImageClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, *soft = batch  # soft targets come with mixup/cutmix
         logits = self(x)
-        loss = self.criterion(logits, soft[0] if soft else y)
+        target = soft[0] if soft else y
+        if self.loss_weights is None:
+            loss = self.criterion(logits, target)
+        else:
+            loss = nn.functional.cross_entropy(
+                logits, target, weight=self.loss_weights, label_smoothing=self.criterion.label_smoothing
+            )
         finite = bool(torch.isfinite(loss))
         world = self.trainer.world_size
         if world > 1:  # every process stops at the same step (one alone would leave the others waiting)
@@ -200,7 +253,9 @@ class ImageClassifier(L.LightningModule):
         return self._eval_step(batch, self.val_metrics, self.val_loss)
 
     def test_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        return self._eval_step(batch, self.test_metrics, self.test_loss)
+        out = self._eval_step(batch, self.test_metrics, self.test_loss)
+        self.test_classes.update(out["logits"], out["targets"])
+        return out
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self.predict_logits(batch[0]).softmax(-1)
@@ -242,6 +297,15 @@ class ImageClassifier(L.LightningModule):
         self.test_metrics.reset()
         values["test/loss"] = self.test_loss.compute().float()
         self.test_loss.reset()
+        per_class = self.test_classes.compute()
+        self.test_classes.reset()
+        counts = per_class.pop("counts")  # per class: tp, fp, tn, fn, support
+        support = counts[:, 4]
+        # torchmetrics' macro rule: the mean over the classes that were predicted or present
+        seen = (counts[:, 0] + counts[:, 1] + counts[:, 3]) > 0
+        for name, value in per_class.items():
+            values[f"test/{name}_macro"] = value[seen].float().mean() if seen.any() else value.float().mean()
+        self.per_class = {k: v.tolist() for k, v in per_class.items()} | {"support": support.tolist()}
         self.log_dict(values)
 
     def _sum_losses_in_float64(self, metric: MeanMetric) -> None:
@@ -259,9 +323,18 @@ class ImageClassifier(L.LightningModule):
     def on_test_start(self) -> None:
         self._sum_losses_in_float64(self.test_loss)
 
-    def on_fit_start(self) -> None:
-        for logger in self.loggers:
-            logger.log_metrics({"model/params": float(self.num_params)}, step=0)
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.class_weights is not None and self.loss_weights is None:
+            self.loss_weights = self._class_weight_tensor()
+
+    def _class_weight_tensor(self) -> torch.Tensor:
+        num_classes = self.test_classes["f1"].num_classes
+        if self.class_weights != "balanced":
+            return torch.tensor(self.class_weights, dtype=torch.float32)
+        counts = self.trainer.datamodule.class_counts().double()
+        # scikit-learn's "balanced": n / (classes * n_c); a class with no training image gets no weight
+        weights = counts.sum() / (num_classes * counts.clamp_min(1))
+        return torch.where(counts > 0, weights, 0.0).float()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # plain data only, so that eval.py can rebuild the run with torch.load(weights_only=True)

@@ -195,6 +195,7 @@ class HashClassifier(ImageClassifier):
         logits, h = self.logits_and_codes(x)
         self.test_loss.update(F.cross_entropy(logits.float(), y, reduction="none"))
         self.test_metrics.update(logits, y)
+        self.test_classes.update(logits, y)
         self._query_codes.append((h >= CODE_THRESHOLD).cpu())
         self._query_labels.append(y.cpu())
         return {"logits": logits.detach(), "targets": y}

@@ -114,8 +114,10 @@ def find_runs(root: str | Path) -> list[Run]:
         raise UserError(
             f"{root} is not a directory; pass a run or multirun directory (e.g. outputs/train/multirun/...)"
         )
-    job_dirs = {p.parent for p in root.rglob("metrics.json") if "previous_attempts" not in p.parts}
-    job_dirs |= {p.parent for p in root.rglob(".hydra") if p.is_dir() and "previous_attempts" not in p.parts}
+    # trackers' copies (MLflow artifacts, W&B files) and archived attempts are not runs
+    skip = {"previous_attempts", "mlruns", "wandb"}
+    job_dirs = {p.parent for p in root.rglob("metrics.json") if not skip.intersection(p.parts)}
+    job_dirs |= {p.parent for p in root.rglob(".hydra") if p.is_dir() and not skip.intersection(p.parts)}
     runs = []
     for job_dir in sorted(job_dirs, key=_job_sort_key):
         metrics = job_dir / "metrics.json"

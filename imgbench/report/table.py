@@ -117,6 +117,7 @@ class Report:
         rows = []
         for g in self.groups:
             acc, val = stat(g.values("test/acc")), stat(g.values("val/acc_best"))
+            f1 = stat(g.values("test/f1_macro"))
             seconds, speed = stat(g.values("train_seconds")), stat(g.values("train_images_per_sec"))
             params = next((r.record.get("params") for r in g.runs if r.record.get("params")), None)
             row = {k: v for k, v in g.key}
@@ -124,6 +125,7 @@ class Report:
                 {
                     "test acc": acc.fmt(),
                     "test error %": Stat(100 * (1 - acc.mean), 100 * acc.std, acc.n).fmt(2) if acc.n else "-",
+                    "macro F1": f1.fmt(),
                     "best val acc": val.fmt(),
                     "params": f"{params:,}" if params else "-",
                     "train s": f"{seconds.mean:.1f}" if seconds.n else "-",
@@ -133,6 +135,26 @@ class Report:
             )
             rows.append(row)
         return rows
+
+    def per_class(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Per-class test precision, recall and F1 (means over the runs) when the report holds one group.
+
+        Classes are sorted by F1, lowest first; beyond ``limit`` classes only the ``limit`` lowest are shown.
+        """
+        if len(self.groups) != 1:
+            return []
+        tables = [t for r in self.groups[0].runs if r.finished and (t := r.record.get("per_class"))]
+        if not tables:
+            return []
+        rows = []
+        for name in tables[0]:
+            cells = [t[name] for t in tables if name in t]
+            row: dict[str, Any] = {"class": name}
+            for k in ("precision", "recall", "f1"):
+                row[k] = f"{statistics.fmean(c[k] for c in cells):.4f}"
+            row["support"] = str(cells[0]["support"])
+            rows.append(row)
+        return sorted(rows, key=lambda r: float(r["f1"]))[:limit]
 
     def constants(self) -> dict[str, str]:
         """Settings shared by every run (shown once above the table)."""
@@ -188,6 +210,11 @@ class Report:
         finished = sum(r.finished for r in self.runs)
         lines += [f"{len(self.runs)} runs, {finished} finished, {len(self.failures())} not.", ""]
         lines += [*_md_table(self.rows()), ""]
+        per_class = self.per_class()
+        if per_class:
+            total = len(next(r.record["per_class"] for r in self.groups[0].runs if r.record.get("per_class")))
+            shown = "" if total <= len(per_class) else f" (the {len(per_class)} lowest F1 of {total})"
+            lines += [f"## Per class, test split{shown}", "", *_md_table(per_class), ""]
         if self.reference is not None:
             ref = self.reference
             lines += [f"## Paper: {ref.title} — {ref.caption} (`{ref.name}`)", ""]
