@@ -57,6 +57,7 @@ def run_record(cfg: DictConfig) -> dict[str, Any]:
         "overrides": job_overrides(),
         "choices": {k: v for k, v in to_plain(hc.runtime.choices).items() if not k.startswith("hydra/")} if hc else {},
         "reference": OmegaConf.select(cfg, "report.reference"),
+        "stand_in": bool(OmegaConf.select(cfg, "report.stand_in", default=False)),  # fills the paper's cells
         "config": flat_config(cfg),
     }
 

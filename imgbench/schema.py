@@ -28,9 +28,14 @@ class SweepSchema:
 
 @dataclass
 class ReportSchema:
-    """``report.*``: the paper table (``<study>/<table>``) the report puts beside our numbers."""
+    """``report.*``: the paper table (``<study>/<table>``) the report puts beside our numbers.
+
+    ``stand_in``: this run's dataset stands in for the paper's (cifar10_jpeg for CIFAR-10): its numbers fill the
+    paper's cells, marked as stand-in numbers; without it a stand-in run matches no cell.
+    """
 
     reference: str | None = None
+    stand_in: bool = False
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_paper_values_beside_ours_with_units_and_not_run_cells(tmp_path):
             ["model=keras_cnn", f"seed={seed}"],
             acc,
             model="keras_cnn",
-            config={"trainer.max_epochs": 10},
+            config={"trainer.max_epochs": 10, "data.batch_size": 128, "data.val_size": 0},
             reference="study_e/mnist",
         )
     report = build_report(tmp_path)  # the runs name their reference table
@@ -89,7 +89,8 @@ def test_paper_values_beside_ours_with_units_and_not_run_cells(tmp_path):
 
 
 def test_error_percent_tables_convert_our_accuracy(tmp_path):
-    _job(tmp_path, "0", ["ablation=study_a/final", "data=mnist"], 0.9951, choices={"ablation": "study_a/final"})
+    _job(tmp_path, "0", ["ablation=study_a/final", "data=mnist"], 0.9951, choices={"ablation": "study_a/final"},
+         config={"data.val_size": 0})  # fmt: skip
     report = build_report(tmp_path, reference="study_a/ablation")
     cell = next(c for c in report.comparison() if c["cell"].endswith("(final), MNIST"))
     assert cell["paper"] == "0.50" and cell["ours"] == "0.49" and cell["diff"] == "-0.01"
@@ -109,6 +110,7 @@ def test_every_reference_table_loads_with_settings():
     for name in names:
         table = load(name)
         assert table.cells and all(c.setting for c in table.cells)
+        assert all("data" in c.setting or "data.name" in c.setting for c in table.cells), name  # never any dataset
     with pytest.raises(UserError, match="unknown reference table"):
         load("study_z/nothing")
 
@@ -140,3 +142,57 @@ def test_report_cli_writes_files_and_rejects_bad_dirs(tmp_path, capsys):
     assert "| adam |" in out and (tmp_path / "report.md").is_file() and (tmp_path / "report.csv").is_file()
     assert report_main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- cells that cannot mislead
+
+STUDY_E_CIFAR = {"data.batch_size": 32, "data.steps_per_epoch": 128, "data.val_size": 0, "trainer.max_epochs": 1000}
+
+
+def _cells(root: Path, reference: str) -> dict[str, dict]:
+    return {c["cell"]: c for c in build_report(root, reference=reference).comparison()}
+
+
+def test_a_run_fills_only_cells_of_its_dataset(tmp_path):
+    # a MNIST run with every other CIFAR setting of the thesis: not a CIFAR-10 number
+    _job(tmp_path, "0", ["model=keras_cnn"], 0.99, choices={"data": "mnist"}, config=STUDY_E_CIFAR)
+    assert _cells(tmp_path, "study_e/cifar")["CNN, CIFAR-10"]["ours"] == "not run"
+    # and a run on the thesis's dataset with another batch size fills nothing either
+    _job(tmp_path, "1", ["model=keras_cnn"], 0.75, choices={"data": "cifar10"}, config={**STUDY_E_CIFAR,
+         "data.batch_size": 128})  # fmt: skip
+    assert _cells(tmp_path, "study_e/cifar")["CNN, CIFAR-10"]["ours"] == "not run"
+
+
+def test_a_stand_in_fills_a_cell_only_when_its_command_says_so_and_is_marked(tmp_path):
+    _job(tmp_path, "0", ["model=keras_cnn", "data=cifar10_jpeg"], 0.74, choices={"data": "cifar10_jpeg"},
+         config=STUDY_E_CIFAR)  # fmt: skip
+    assert _cells(tmp_path, "study_e/cifar")["CNN, CIFAR-10"]["ours"] == "not run"
+    _job(tmp_path, "1", ["model=keras_cnn", "data=cifar10_jpeg", "report.stand_in=true"], 0.76,
+         choices={"data": "cifar10_jpeg"}, config=STUDY_E_CIFAR, stand_in=True)  # fmt: skip
+    cell = _cells(tmp_path, "study_e/cifar")["CNN, CIFAR-10"]
+    assert cell["ours"] == "0.7600" and cell["n"] == "1" and cell["data"] == "stand-in: cifar10_jpeg"
+    report = build_report(tmp_path, reference="study_e/cifar").markdown()
+    assert "stand-in: cifar10_jpeg" in report
+    # a run on the paper's own dataset replaces the stand-in
+    _job(tmp_path, "2", ["model=keras_cnn"], 0.75, choices={"data": "cifar10"}, config=STUDY_E_CIFAR)
+    cell = _cells(tmp_path, "study_e/cifar")["CNN, CIFAR-10"]
+    assert cell["ours"] == "0.7500" and cell["data"] == "paper's"
+
+
+def test_bits_cells_need_the_final_model(tmp_path):
+    config = {"model.hash_bits": 48, "data.val_size": 0}
+    _job(tmp_path, "0", [], 0.99, choices={"data": "mnist", "ablation": "study_a/maxout"}, config=config)
+    assert _cells(tmp_path, "study_a/bits")["MNIST, 48 bits"]["ours"] == "not run"
+    _job(tmp_path, "1", [], 0.995, choices={"data": "mnist", "ablation": "study_a/final"}, config=config)
+    assert _cells(tmp_path, "study_a/bits")["MNIST, 48 bits"]["ours"] == "0.50"
+
+
+def test_one_run_tested_at_several_epochs_fills_each_epoch_cell(tmp_path):
+    tested = {"10": {"test/acc": 0.55}, "30": {"test/acc": 0.60}, "60": {"test/acc": 0.58}}
+    _job(tmp_path, "0", ["ablation=study_d/relu"], 0.57, choices={"data": "cifar10", "model": "lenet5"},
+         config={"model.activation": "relu", "trainer.max_epochs": 100, "data.val_size": 10000},
+         test_epochs={**tested, "100": {"test/acc": 0.57}})  # fmt: skip
+    cells = _cells(tmp_path, "study_d/epochs")
+    got = [cells[f"original Net, ReLU, {e} epochs"]["ours"] for e in (10, 30, 60, 100)]
+    assert got == ["0.5500", "0.6000", "0.5800", "0.5700"]
+    assert cells["original Net, Leaky ReLU, 10 epochs"]["ours"] == "not run"

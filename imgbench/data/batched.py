@@ -24,7 +24,7 @@ from .checks import augment_config, check_whole
 
 log = logging.getLogger(__name__)
 
-NORMALIZE = ("auto", "dataset", "unit", "imagenet", "none")
+NORMALIZE = ("auto", "dataset", "unit", "symmetric", "imagenet", "none")
 
 
 class BatchedDataModule(L.LightningDataModule):
@@ -41,8 +41,8 @@ class BatchedDataModule(L.LightningDataModule):
             process takes ``ceil(eval_batch_size / N)``).
         augment: the batched training augmentation (see :class:`~imgbench.data.augment.AugmentConfig`).
         normalize: ``auto`` (the statistics a pretrained model's weights expect, else ``dataset``), ``dataset``
-            (mean/std of the training images), ``unit`` (x / 255), ``imagenet``,
-            or ``none`` (pixels 0..255 as float).
+            (mean/std of the training images), ``unit`` (x / 255), ``symmetric`` (to [-1, 1]: mean and std 0.5),
+            ``imagenet``, or ``none`` (pixels 0..255 as float).
         eval_views: what validation and testing show the model: ``one`` (the centre crop), ``flip`` (it and
             its mirror image) or ``ten_crop`` (corners, centre and their mirrors); the model averages the
             softmax over the views.

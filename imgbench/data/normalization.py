@@ -43,8 +43,8 @@ def normalization(kind: str, train_images: torch.Tensor) -> tuple[list[float], l
     """The per-channel mean and std (in [0, 1] units) that ``data.normalize=<kind>`` divides by.
 
     Args:
-        kind: ``dataset`` or ``auto`` (the training images' statistics), ``imagenet``, ``unit`` (x / 255) or ``none``
-            (pixels stay 0..255).
+        kind: ``dataset`` or ``auto`` (the training images' statistics), ``imagenet``, ``unit`` (x / 255),
+            ``symmetric`` (to [-1, 1]) or ``none`` (pixels stay 0..255).
         train_images: uint8 training images ``(N, C, H, W)``.
 
     Returns:
@@ -59,10 +59,10 @@ def normalization(kind: str, train_images: torch.Tensor) -> tuple[list[float], l
 
 
 def fixed_normalization(kind: str, channels: int) -> tuple[list[float], list[float]]:
-    """The mean and std of the normalisations that need no data: ``imagenet``, ``unit`` and ``none``.
+    """The mean and std of the normalisations that need no data: ``imagenet``, ``unit``, ``symmetric`` and ``none``.
 
     Args:
-        kind: ``imagenet``, ``unit`` (x / 255) or ``none`` (pixels stay 0..255).
+        kind: ``imagenet``, ``unit`` (x / 255), ``symmetric`` (x / 255 to [-1, 1]) or ``none`` (pixels stay 0..255).
         channels: the images' channels.
 
     Returns:
@@ -77,4 +77,6 @@ def fixed_normalization(kind: str, channels: int) -> tuple[list[float], list[flo
         return list(IMAGENET_MEAN), list(IMAGENET_STD)
     if kind == "unit":
         return [0.0] * channels, [1.0] * channels
+    if kind == "symmetric":  # (x / 255 - 0.5) / 0.5: the PyTorch CIFAR-10 tutorial's Normalize((0.5,) * 3, (0.5,) * 3)
+        return [0.5] * channels, [0.5] * channels
     return [0.0] * channels, [1.0 / 255] * channels  # none: keep 0..255

@@ -53,10 +53,30 @@ class Run:
             return choices[key]
         if key in ("model", "data", "seed") and key in self.record:
             return self.record[key]
+        if key == "report.stand_in" and "stand_in" in self.record:
+            return self.record["stand_in"]
         config = self.record.get("config") or {}
         if key in config:
             return config[key]
         return self.overrides.get(key)
+
+    def at_epochs(self) -> list[Run]:
+        """This run as each of its tests: one view per epoch of ``test_epochs``, then the run itself.
+
+        A view reads as a run of that many epochs (``trainer.max_epochs``) whose metrics are that epoch's test, so
+        one run with ``test_epochs=[10,30,60]`` and 100 epochs fills a paper's 10, 30, 60 and 100-epoch cells.
+        """
+        tested = self.record.get("test_epochs") or {}
+        final = self.value("trainer.max_epochs")
+        views = []
+        for epoch, metrics in tested.items():
+            if str(epoch) == str(final):
+                continue  # the run's own final test
+            config = {**(self.record.get("config") or {}), "trainer.max_epochs": int(epoch)}
+            record = {k: v for k, v in self.record.items() if k not in ("train_seconds", "fit_seconds")}
+            record.update({"metrics": dict(metrics), "config": config, "tested_epoch": int(epoch)})
+            views.append(Run(self.path, record, {**self.overrides, "trainer.max_epochs": str(epoch)}))
+        return [*views, self]
 
     def metric(self, name: str) -> float | None:
         """A number this run reported (under ``metrics`` or at the top of ``metrics.json``); None if absent."""

@@ -12,6 +12,10 @@ from ..errors import UserError
 from .collect import Run
 
 UNITS = ("fraction", "percent", "error_percent")
+# offline stand-ins for a paper's dataset: <our data config> -> <the paper's>; a stand-in run fills a cell only
+# when its command says so (report.stand_in=true), and the report marks that number
+STAND_INS = {"cifar10_jpeg": "cifar10"}
+DATA_KEYS = ("data", "data.name")  # every cell names its dataset by one of these
 
 
 @dataclass
@@ -85,6 +89,9 @@ def load(name: str) -> ReferenceTable:
     unit = spec.get("unit", "fraction")
     if unit not in UNITS:
         raise ValueError(f"{path}: unit must be one of {UNITS}")
+    for c in spec["cells"]:
+        if not any(k in c["setting"] for k in DATA_KEYS):  # a cell without its dataset would take any dataset's run
+            raise ValueError(f"{path}: cell '{c['label']}' of table '{table}' does not name its data (data: <name>)")
     cells = [
         Cell(
             label=c["label"],
@@ -136,14 +143,30 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
-def matches(run: Run, setting: dict[str, Any]) -> bool:
-    """Whether every key of ``setting`` has that value in ``run``.
+def match(run: Run, setting: dict[str, Any]) -> str | None:
+    """How ``run`` fills a paper's cell: ``exact``, ``stand-in``, or None (it does not).
 
     Args:
         run: one of our runs.
-        setting: ``key -> value`` that a paper's cell belongs to.
+        setting: ``key -> value`` that a paper's cell belongs to (every setting the paper fixes, its data too).
 
     Returns:
-        True when the run has every value (numbers compared as numbers, booleans case-insensitively).
+        ``exact`` when the run has every value (numbers compared as numbers, booleans case-insensitively);
+        ``stand-in`` when it has every value but its data is a stand-in for the cell's (:data:`STAND_INS`) and its
+        command said so (``report.stand_in=true``); else None.
     """
-    return all(_same(run.value(k), v) for k, v in setting.items())
+    stand_in = False
+    for key, want in setting.items():
+        have = run.value(key)
+        if _same(have, want):
+            continue
+        if key == "data" and STAND_INS.get(str(have)) == str(want) and _same(run.value("report.stand_in"), True):
+            stand_in = True
+            continue
+        return None
+    return "stand-in" if stand_in else "exact"
+
+
+def matches(run: Run, setting: dict[str, Any]) -> bool:
+    """Whether ``run`` fills the cell of ``setting`` (exactly or, when its command said so, as a stand-in)."""
+    return match(run, setting) is not None

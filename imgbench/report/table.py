@@ -13,7 +13,7 @@ from typing import Any
 
 from ..io import write_text
 from .collect import Run, find_runs
-from .references import ReferenceTable, load, matches, to_unit
+from .references import ReferenceTable, load, match, to_unit
 
 
 @dataclass
@@ -180,8 +180,11 @@ class Report:
         if self.reference is None:
             return []
         out = []
+        views = [view for r in self.runs for view in r.at_epochs()]  # test_epochs: a run fills several cells
         for cell in self.reference.cells:
-            matched = [r for r in self.runs if matches(r, cell.setting)]
+            how = {id(r): m for r in views if (m := match(r, cell.setting))}
+            exact = [r for r in views if how.get(id(r)) == "exact"]
+            matched = exact or [r for r in views if id(r) in how]  # stand-in runs only where no exact run is
             done = [v for r in matched if r.finished and (v := r.metric(cell.metric)) is not None]
             ours = stat([to_unit(v, cell.unit) for v in done])
             row: dict[str, Any] = {"cell": cell.label, "paper": _fmt_unit(cell.value, cell.unit)}
@@ -191,6 +194,8 @@ class Report:
             else:
                 row["ours"] = "failed" if matched else "not run"
                 row["diff"] = ""
+            stand_ins = sorted({str(r.value("data")) for r in matched if how[id(r)] == "stand-in"})
+            row["data"] = f"stand-in: {', '.join(stand_ins)}" if stand_ins else ("paper's" if matched else "")
             row["n"] = str(ours.n)
             if any(c.time_s for c in self.reference.cells):
                 times = [t for r in matched if r.finished and (t := r.metric("train_seconds")) is not None]
@@ -221,7 +226,12 @@ class Report:
             if ref.note:
                 lines += [f"{ref.note} Source: `{ref.source}`.", ""]
             lines += [*_md_table(self.comparison()), ""]
-            lines += ["`diff` = ours - paper, in the paper's unit; `not run`: no run of ours has that setting.", ""]
+            lines += [
+                "`diff` = ours - paper, in the paper's unit; `not run`: no run of ours has every setting the paper "
+                "fixes for that cell (its dataset included); `data`: `paper's` when our runs used the paper's "
+                "dataset, `stand-in: <data>` when the number comes from a stand-in (report.stand_in=true).",
+                "",
+            ]
         if self.failures():
             lines += ["## Runs that did not finish", ""]
             for r in self.failures():
