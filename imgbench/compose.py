@@ -92,7 +92,7 @@ def unknown_key_message(config_name: str, overrides: Sequence[str], key: str) ->
     The closest existing key, the parameters of the node's ``_target_`` that the config file does not list yet (add
     those with ``+``).
     """
-    groups = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0] and not o.startswith(("+", "~"))]
+    groups = [o for o in overrides if "=" in o and _is_group_override(o) and not o.startswith(("+", "~"))]
     try:
         base = compose_config(config_name, groups)
     except (HydraException, OmegaConfBaseException):

@@ -82,6 +82,7 @@ def _precheck_error(capsys, *argv: str) -> str:
         (["-m", "model=keras_cnn,nope"], "unknown model 'nope'"),
         (["module.label_smothing=0.1"], "did you mean 'module.label_smoothing'"),
         (["test_ckpt=middle"], "test_ckpt must be"),
+        (["sed=3"], "unknown config key 'sed' (did you mean 'seed'?)"),  # a top-level key is no config group
     ],
 )
 def test_bad_command_lines_fail_fast_with_one_line(capsys, argv, expected):
