@@ -7,6 +7,7 @@ Trainer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,19 @@ def _layout_cache(cfg: DictConfig) -> Path | None:
     return Path(str(cache_dir)) / "channels_last.json" if cache_dir else None
 
 
-def build_trainer(cfg: DictConfig, has_val: bool, **overrides: Any) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, has_val: bool, extra_callbacks: Sequence[L.Callback] = (), **overrides: Any
+) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the run's callbacks and loggers.
 
     Args:
         cfg: the run's config.
         has_val: whether the data has a validation split (without one, only the last checkpoint is kept).
+        extra_callbacks: callbacks the run adds to those of ``cfg.callbacks`` (driven by other keys).
         **overrides: Trainer arguments that replace the config's.
     """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks += extra_callbacks
     if not has_val:
         for cb in callbacks:
             if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint):

@@ -32,6 +32,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .epoch_tests import check_test_epochs
 from .errors import ArgumentError, ConfigError, UserError
 from .models.registry import is_model_factory, model_arguments
 from .modules.classifier import check_class_weights
@@ -318,6 +319,7 @@ def _check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"scheduler.milestones must be increasing whole numbers >= 1, got {list(milestones)}")
     if not cfg.get("train") and not cfg.get("test"):
         raise ConfigError("train=false and test=false leave nothing to do; set one of them to true")
+    check_test_epochs(cfg)  # tests at chosen epochs of the run (imgbench.epoch_tests)
 
 
 def instantiate_part(node: Any, **kwargs: Any) -> Any:

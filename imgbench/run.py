@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import distributed
 from .build import build_datamodule, build_module, build_net, build_trainer, world_size
-from .callbacks import LastCheckpoint, TrainingInterrupted
+from .callbacks import EpochTests, LastCheckpoint, TrainingInterrupted
 from .callbacks.tensorboard import log_failed_session, log_session
 from .callbacks.trackers import finish_trackers
 from .checkpoint import check_fits, read_checkpoint, saved_channels_last
@@ -63,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if stats is not None:  # data.normalize=auto follows the weights' own statistics
         dm.use_statistics(*stats, source="the pretrained weights")
     has_val = "val" in dm.split_sizes
-    trainer = build_trainer(cfg, has_val)
+    epoch_tests = EpochTests(cfg.test_epochs) if cfg.get("test_epochs") and not cfg.get("tune") else None
+    trainer = build_trainer(cfg, has_val, extra_callbacks=[epoch_tests] if epoch_tests else [])
     processes = world_size(trainer)
     ckpt_path, ckpt = start_checkpoint(cfg)
     module = build_module(
@@ -148,6 +149,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finetune = module.finetune_summary() if hasattr(module, "finetune_summary") else None
     if finetune:
         result["finetune"] = finetune
+    if epoch_tests is not None:  # {"10": {"test/acc": ...}, ..., "<epochs trained>": the final test's metrics}
+        result["test_epochs"] = epoch_tests.with_final(trainer.current_epoch, test_metrics)
     if trainer.is_global_zero:
         log_session(trainer, result, swept_keys())
         write_json(out / "metrics.json", result)

@@ -48,6 +48,7 @@ class TrainSchema:
     train: bool = True
     test: bool = True
     test_ckpt: str = "last"
+    test_epochs: list[int] = field(default_factory=list)  # also test after these epochs (imgbench.epoch_tests)
     ckpt_path: str | None = None
     resume: str | None = None
     tune: str | None = None  # lr_find | batch_size: Lightning's finder, its plot and suggestion; nothing trained

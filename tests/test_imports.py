@@ -27,6 +27,7 @@ LAYERS = {
     "task": {
         "schema",
         "config",
+        "epoch_tests",
         "compose",
         "build",
         "record",
