@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from imgbench.hardware import cpu_has_native_bf16, cpu_name
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "datasets"
@@ -48,13 +49,7 @@ def machine() -> dict[str, Any]:
         dict[str, Any]: the CPU's name, cores, torch's CPU capability, native bf16, the GPU (None if none), the
         torch and Python versions and torch's threads.
     """
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    from imgbench.hardware import cpu_has_native_bf16
+    cpu = cpu_name()
 
     return {
         "cpu": cpu,

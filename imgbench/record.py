@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .config import to_plain
+from .hardware import cpu_name
 from .hydra_runtime import hydra_cfg, job_overrides
 from .paths import REPO_ROOT
 
@@ -88,8 +89,10 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "lightning": L.__version__,
         "python": platform.python_version(),
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name(),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
+        "commit": source_commit(),
     }
 
 

@@ -196,3 +196,30 @@ def test_one_run_tested_at_several_epochs_fills_each_epoch_cell(tmp_path):
     got = [cells[f"original Net, ReLU, {e} epochs"]["ours"] for e in (10, 30, 60, 100)]
     assert got == ["0.5500", "0.6000", "0.5800", "0.5700"]
     assert cells["original Net, Leaky ReLU, 10 epochs"]["ours"] == "not run"
+
+
+def test_publish_writes_the_report_provenance_and_curves_but_no_checkpoint(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "results" / "study_e_mnist"
+    environment = {"cpu": "Test CPU 9000", "commit": "abc123", "threads": 1}
+    for i, (model, acc) in enumerate((("keras_cnn", 0.991), ("keras_fcn", 0.992))):
+        job = _job(sweep, str(i), [f"model={model}", "seed=1"], acc, model=model, reference="study_e/mnist",
+                   config={"trainer.max_epochs": 10, "data.batch_size": 128, "data.val_size": 0},
+                   environment=environment)  # fmt: skip
+        (job / "curves.png").write_bytes(b"\x89PNG fake")
+        (job / "checkpoints").mkdir()
+        (job / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: [experiment=study_e_mnist, seed=1]\n")
+    assert report_main([str(sweep), "--no-write", "--publish", str(dest)]) == 0
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == ["comparison.csv", "curves/model=keras_cnn,seed=1.png", "curves/model=keras_fcn,seed=1.png",
+                     "report.csv", "report.md"]  # fmt: skip
+    report = (dest / "report.md").read_text()
+    assert "`python train.py experiment=study_e_mnist seed=1`" in report
+    assert "`abc123`" in report and "Test CPU 9000" in report and "(2 runs)" in report
+    assert "CNN, MNIST" in (dest / "comparison.csv").read_text()
+
+
+def test_publish_refuses_a_sweep_without_finished_runs(tmp_path, capsys):
+    _job(tmp_path / "sweep", "0", ["optimizer.lr=-1"], None, status="failed", error="ConfigError: lr")
+    assert report_main([str(tmp_path / "sweep"), "--publish", str(tmp_path / "results")]) == 2
+    assert "no finished run" in capsys.readouterr().err and not (tmp_path / "results").exists()

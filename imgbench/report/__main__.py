@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import UserError
+from .publish import publish
 from .references import available
 from .table import build_report
 
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a paper table to put beside ours (default: the one the runs name); one of: " + ", ".join(available()),
     )
     parser.add_argument("--no-write", action="store_true", help="print only; do not write report.md/report.csv")
+    parser.add_argument(
+        "--publish",
+        metavar="DIR",
+        help="also publish the report into DIR (e.g. results/study_e_mnist): report.md with the command, commit, "
+        "machine and dates, report.csv, comparison.csv and each run's curves (no checkpoints)",
+    )
     args = parser.parse_args(argv)
     try:
         report = build_report(args.directory, args.reference)
@@ -39,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write:
             for path in report.write():
                 print(f"wrote {path}")
+        if args.publish:
+            written = publish(args.directory, args.publish, args.reference)
+            print(f"published {len(written)} files into {args.publish}")
     except UserError as e:
         print(f"imgbench-report: error: {e}", file=sys.stderr)
         return 2

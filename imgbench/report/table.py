@@ -261,14 +261,19 @@ class Report:
         write_text(paths[0], self.markdown())
         write_text(paths[1], self.csv())
         if self.reference is not None:
-            buf = io.StringIO()
-            rows = self.comparison()
+            paths.append(self.root / "comparison.csv")
+            write_text(paths[-1], self.comparison_csv())
+        return paths
+
+    def comparison_csv(self) -> str:
+        """The paper's table beside ours as CSV (empty without a reference table)."""
+        buf = io.StringIO()
+        rows = self.comparison()
+        if rows:
             writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-            paths.append(self.root / "comparison.csv")
-            write_text(paths[-1], buf.getvalue())
-        return paths
+        return buf.getvalue()
 
 
 def _fmt_unit(value: float, unit: str) -> str:

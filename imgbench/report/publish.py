@@ -1,0 +1,89 @@
+"""Publishing a finished sweep into ``results/<experiment>/``: report, paper beside it, curves, provenance.
+
+Provenance is what it ran on: the command, commit, machine and dates. Small files only: no checkpoint, event file or
+log is copied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from ..io import write_text
+from .collect import Run
+from .table import Report, build_report
+
+CURVES = "curves.png"
+
+
+def job_label(run: Run) -> str:
+    """A file name for a job: its overrides (``model=keras_cnn,seed=1``), path-safe; its folder name otherwise."""
+    label = ",".join(f"{k}={v}" for k, v in sorted(run.overrides.items()))
+    return "".join(c if c.isalnum() or c in "=,.+-_" else "_" for c in label) or run.path.name
+
+
+def sweep_command(root: Path) -> str | None:
+    """The command that ran the sweep, from Hydra's ``multirun.yaml`` (None for a single run)."""
+    path = root / "multirun.yaml"
+    if not path.is_file():
+        return None
+    overrides = (yaml.safe_load(path.read_text()).get("hydra") or {}).get("overrides", {}).get("task") or []
+    return "python train.py " + " ".join(overrides)
+
+
+def provenance(report: Report) -> list[str]:
+    """Markdown lines saying how the runs were made: command, commits, machines, threads and dates."""
+    finished = [r for r in report.runs if r.finished]
+    envs = [r.record.get("environment") or {} for r in finished]
+    commits = sorted({str(e.get("commit")) for e in envs if e.get("commit")})
+    machines = sorted({str(e.get("cpu") or e.get("device")) for e in envs if e.get("cpu") or e.get("device")})
+    threads = sorted({str(e.get("threads")) for e in envs if e.get("threads")})
+    times = sorted(dt.datetime.fromtimestamp((r.path / "metrics.json").stat().st_mtime, dt.timezone.utc)
+                   for r in finished)  # fmt: skip
+    command = sweep_command(report.root)
+    lines = ["## How these numbers were made", ""]
+    lines.append(f"- command: `{command}`" if command else "- command: (a single run; see its overrides above)")
+    lines.append(f"- commit: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}")
+    lines.append(f"- machine: {'; '.join(machines) or 'not recorded'} (torch threads: {', '.join(threads) or '?'})")
+    if times:
+        lines.append(f"- finished: {times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC ({len(finished)} runs)")
+    return [*lines, ""]
+
+
+def publish(root: str | Path, dest: str | Path, reference: str | None = None) -> list[Path]:
+    """Write a sweep's report, the paper's table beside it, its curves and its provenance into ``dest``.
+
+    Args:
+        root: the sweep (or run) directory.
+        dest: the results folder, e.g. ``results/study_e_mnist``; created, its report files replaced.
+        reference: the paper table (default: the one the runs name).
+
+    Returns:
+        The files written.
+
+    Raises:
+        UserError: no finished run under ``root``.
+    """
+    report = build_report(root, reference)
+    if not any(r.finished for r in report.runs):
+        raise UserError(f"no finished run under {root}; publish a sweep once some of its jobs have finished")
+    dest = Path(dest)
+    (dest / "curves").mkdir(parents=True, exist_ok=True)
+    written = []
+    markdown = report.markdown().replace(f"# Report: {report.root}", f"# {dest.name}", 1)
+    written.append(dest / "report.md")
+    write_text(written[-1], markdown + "\n" + "\n".join(provenance(report)))
+    written.append(dest / "report.csv")
+    write_text(written[-1], report.csv())
+    if report.reference is not None:
+        written.append(dest / "comparison.csv")
+        write_text(written[-1], report.comparison_csv())
+    for run in report.runs:
+        if run.finished and (run.path / CURVES).is_file():
+            written.append(dest / "curves" / f"{job_label(run)}.png")
+            shutil.copyfile(run.path / CURVES, written[-1])
+    return written
