@@ -45,6 +45,7 @@ def cpu_name() -> str:
     return line.split(":", 1)[1].strip() if line else platform.processor() or platform.machine() or "cpu"
 
 
+@lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX tiles), so that bf16 autocast pays off.
 
