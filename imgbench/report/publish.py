@@ -20,9 +20,9 @@ from .table import Report, build_report
 CURVES = "curves.png"
 
 
-def job_label(run: Run) -> str:
-    """A file name for a job: its overrides (``model=keras_cnn,seed=1``), path-safe; its folder name otherwise."""
-    label = ",".join(f"{k}={v}" for k, v in sorted(run.overrides.items()))
+def job_label(run: Run, keys: list[str]) -> str:
+    """A file name for a job: the overrides that tell it apart (``model=keras_cnn,seed=1``); else its folder name."""
+    label = ",".join(f"{k}={v}" for k, v in sorted(run.overrides.items()) if k in keys or k == "seed")
     return "".join(c if c.isalnum() or c in "=,.+-_" else "_" for c in label) or run.path.name
 
 
@@ -84,6 +84,6 @@ def publish(root: str | Path, dest: str | Path, reference: str | None = None) ->
         write_text(written[-1], report.comparison_csv())
     for run in report.runs:
         if run.finished and (run.path / CURVES).is_file():
-            written.append(dest / "curves" / f"{job_label(run)}.png")
+            written.append(dest / "curves" / f"{job_label(run, report.keys)}.png")
             shutil.copyfile(run.path / CURVES, written[-1])
     return written
