@@ -223,3 +223,22 @@ def test_publish_refuses_a_sweep_without_finished_runs(tmp_path, capsys):
     _job(tmp_path / "sweep", "0", ["optimizer.lr=-1"], None, status="failed", error="ConfigError: lr")
     assert report_main([str(tmp_path / "sweep"), "--publish", str(tmp_path / "results")]) == 2
     assert "no finished run" in capsys.readouterr().err and not (tmp_path / "results").exists()
+
+
+def test_results_table_lists_every_paper_cell_with_ours_where_published(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for seed, acc in ((1, 0.9915), (2, 0.9911)):
+        _job(sweep, str(seed), ["model=keras_fcn", f"seed={seed}"], acc, model="keras_fcn", reference="study_e/mnist",
+             config={"trainer.max_epochs": 10, "data.batch_size": 128, "data.val_size": 0})  # fmt: skip
+    results = tmp_path / "results"
+    assert report_main([str(sweep), "--no-write", "--publish", str(results / "study_e_mnist")]) == 0
+    (results / "costs.yaml").write_text("study_c/ablation: 70 runs, about 9 h on one GPU\n")
+    capsys.readouterr()
+    assert report_main(["--results", str(results)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    cells = sum(len(load(name).cells) for name in available())
+    assert len(table) == 2 + cells  # every paper cell, once
+    fcn = next(line for line in table if "| FCN, MNIST |" in line)
+    assert "0.9913 ± 0.0003" in fcn and "| reproduced |" in fcn and "results/study_e_mnist/report.md" in fcn
+    assert "| not run |" in next(line for line in table if "| CNN, MNIST |" in line)
+    assert "about 9 h on one GPU" in next(line for line in table if line.startswith("| study_c/ablation"))

@@ -8,6 +8,7 @@ import sys
 from ..errors import UserError
 from .publish import publish
 from .references import available
+from .results import results_markdown
 from .table import build_report
 
 
@@ -25,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Collect every metrics.json under a run or multirun directory into one table "
         "(report.md and report.csv in that directory); seeds are grouped into mean ± std.",
     )
-    parser.add_argument("directory", help="a run or multirun directory, e.g. outputs/train/multirun/<date>_<time>")
+    parser.add_argument(
+        "directory", nargs="?", help="a run or multirun directory, e.g. outputs/train/multirun/<date>_<time>"
+    )
     parser.add_argument(
         "--reference",
         help="a paper table to put beside ours (default: the one the runs name); one of: " + ", ".join(available()),
@@ -37,7 +40,21 @@ def main(argv: list[str] | None = None) -> int:
         help="also publish the report into DIR (e.g. results/study_e_mnist): report.md with the command, commit, "
         "machine and dates, report.csv, comparison.csv and each run's curves (no checkpoints)",
     )
+    parser.add_argument(
+        "--results",
+        metavar="DIR",
+        help="print every paper cell beside the results published in DIR (results/): the README's Results table",
+    )
     args = parser.parse_args(argv)
+    if args.results:
+        try:
+            print(results_markdown(args.results), end="")
+        except UserError as e:
+            print(f"imgbench-report: error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.directory:
+        parser.error("give a run or multirun directory (or --results DIR)")
     try:
         report = build_report(args.directory, args.reference)
         if not report.runs:

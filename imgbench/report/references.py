@@ -41,6 +41,8 @@ class ReferenceTable:
         source: where in the paper the numbers are.
         note: how the numbers are to be read, on one line.
         cells: the table's numbers.
+        tolerance: the spread the paper itself shows for one setting (in its unit): a number of ours within it of
+            the paper's reproduces it; None where the paper gives none.
     """
 
     name: str  # "<study>/<table>"
@@ -49,6 +51,7 @@ class ReferenceTable:
     source: str
     note: str
     cells: list[Cell] = field(default_factory=list)
+    tolerance: float | None = None  # the paper's own spread for one setting, in its unit (None: not stated)
 
 
 def available() -> list[str]:
@@ -110,6 +113,7 @@ def load(name: str) -> ReferenceTable:
         data.get("source", ""),
         " ".join(str(data.get("note", "")).split()),
         cells,
+        spec.get("tolerance"),
     )
 
 

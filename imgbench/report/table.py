@@ -194,6 +194,7 @@ class Report:
             else:
                 row["ours"] = "failed" if matched else "not run"
                 row["diff"] = ""
+            row["verdict"] = verdict(ours, cell.value, self.reference.tolerance)
             stand_ins = sorted({str(r.value("data")) for r in matched if how[id(r)] == "stand-in"})
             row["data"] = f"stand-in: {', '.join(stand_ins)}" if stand_ins else ("paper's" if matched else "")
             row["n"] = str(ours.n)
@@ -229,7 +230,9 @@ class Report:
             lines += [
                 "`diff` = ours - paper, in the paper's unit; `not run`: no run of ours has every setting the paper "
                 "fixes for that cell (its dataset included); `data`: `paper's` when our runs used the paper's "
-                "dataset, `stand-in: <data>` when the number comes from a stand-in (report.stand_in=true).",
+                "dataset, `stand-in: <data>` when the number comes from a stand-in (report.stand_in=true); "
+                "`verdict`: `reproduced` when our mean is within the paper's own spread of its number (the table's "
+                "tolerance; without one, two standard deviations of our seeds), else `deviates`.",
                 "",
             ]
         if self.failures():
@@ -266,14 +269,26 @@ class Report:
         return paths
 
     def comparison_csv(self) -> str:
-        """The paper's table beside ours as CSV (empty without a reference table)."""
+        """The paper's table beside ours as CSV, each row naming its table (empty without a reference table)."""
         buf = io.StringIO()
-        rows = self.comparison()
+        rows = [{"table": self.reference.name, **row} for row in self.comparison()] if self.reference else []
         if rows:
             writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         return buf.getvalue()
+
+
+def verdict(ours: Stat, paper: float, tolerance: float | None) -> str:
+    """Whether our number reproduces the paper's: ``reproduced``, ``deviates``, or empty when we have none.
+
+    Reproduced: our mean is within the paper's own spread of its number (``tolerance``); where the paper states
+    none, within two standard deviations of our seeds.
+    """
+    if not ours.n:
+        return ""
+    spread = tolerance if tolerance is not None else (2 * ours.std if ours.n > 1 else 0.0)
+    return "reproduced" if abs(ours.mean - paper) <= spread + 1e-9 else "deviates"
 
 
 def _fmt_unit(value: float, unit: str) -> str:
