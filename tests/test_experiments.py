@@ -124,7 +124,7 @@ EXPECTED_ROWS = {
     "study_c": 7 * 10,
     "study_d": 5,  # 4 rows tested at 10, 30, 60 and 100 epochs in one run each (test_epochs), and ResNet's 10
     "study_e_mnist": 2,
-    "study_e_single_conv": 12,
+    "study_e_single_conv": 14,  # 12 rows and the conv-layers rows in the stacked reading
     "study_a": 4 * 3,
     "study_a_bits": 3 * 7,
 }

@@ -40,6 +40,9 @@ def _train_step(model: nn.Module, in_channels: int, size: int, num_classes: int 
         ("single_conv", {"padding": "same"}, 1, 28, 320 + 14 * 14 * 32 * 128 + 128 + 1290),
         ("single_conv", {"kernel_size": 6}, 1, 28, 32 * 37 + 11 * 11 * 32 * 128 + 128 + 1290),
         ("single_conv", {"filters": 8}, 1, 28, 80 + 13 * 13 * 8 * 128 + 128 + 1290),
+        ("single_conv", {"stacking": "stacked"}, 1, 28, 693_962),  # one conv layer: the same model either way
+        # stacked: conv 32 (320) + conv 64 (18,496) on 26 -> 24, one pool to 12: dense 12*12*64 -> 128 (+128), 128 -> 10
+        ("single_conv", {"conv_layers": 2, "stacking": "stacked"}, 1, 28, 18_816 + 12 * 12 * 64 * 128 + 1418),
         # 28 -> 26 -> 13 -> 11 -> 5: conv 32 then conv 64
         ("single_conv", {"conv_layers": 2}, 1, 28, 320 + (32 * 9 * 64 + 64) + 5 * 5 * 64 * 128 + 128 + 1290),
         ("single_conv", {"conv_layers": 2, "width_growth": 1}, 1, 28, 320 + 9248 + 5 * 5 * 32 * 128 + 128 + 1290),

@@ -22,6 +22,7 @@ __all__ = ["SingleConvNet", "single_conv"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 PADDINGS = ("valid", "same")
+STACKINGS = ("stages", "stacked")
 
 
 def _conv(c_in: int, c_out: int, kernel: int, padding: str) -> list[nn.Module]:
@@ -37,8 +38,9 @@ def _conv(c_in: int, c_out: int, kernel: int, padding: str) -> list[nn.Module]:
 class SingleConvNet(nn.Module):
     """Conv stages, then a dense head: study E's small network for the hyperparameter studies.
 
-    ``conv_layers`` stages of conv(``kernel_size``, ``padding``)-act-maxpool(2)-dropout(0.25), then flatten,
-    dense(128)-act-dropout(0.5), dense(classes).
+    ``conv_layers`` stages of conv(``kernel_size``, ``padding``)-act-maxpool(2)-dropout(0.25) (``stages``), or
+    ``conv_layers`` conv-act layers then one maxpool(2)-dropout(0.25) (``stacked``, Keras's ``mnist_cnn.py`` order);
+    then flatten, dense(128)-act-dropout(0.5), dense(classes). The two agree for one conv layer.
 
     The thesis specifies only the conv layers and the 2x2 pooling. The rest is the standard Keras reading: the
     dropouts, the dense 128 layer and the width doubling per stage (``filters``, ``2 * filters``, ...) are those
@@ -54,7 +56,8 @@ class SingleConvNet(nn.Module):
         padding: valid | same (Keras's rule: an even kernel pads one more pixel at the bottom/right).
         activation: relu | tanh | sigmoid, in the conv and dense layers.
         conv_layers: Conv + pool stages.
-        width_growth: Stage ``i`` has ``filters * width_growth**i`` filters.
+        width_growth: Conv layer ``i`` has ``filters * width_growth**i`` filters.
+        stacking: stages (each conv layer pooled) | stacked (one pool after the last conv layer).
         init: keras (Glorot-uniform weights, zero biases) | torch (PyTorch's defaults).
 
     Raises:
@@ -76,6 +79,7 @@ class SingleConvNet(nn.Module):
         activation: str = "relu",
         conv_layers: int = 1,
         width_growth: int = 2,
+        stacking: str = "stages",
         init: str = "keras",
     ) -> None:
         super().__init__()
@@ -83,6 +87,7 @@ class SingleConvNet(nn.Module):
         check_choice("activation", activation, ACTIVATIONS, prefix="single_conv ")
         message = f"single_conv padding must be 'valid' or 'same', got '{padding}'"
         check_choice("padding", padding, PADDINGS, message=message)
+        check_choice("stacking", stacking, STACKINGS, prefix="single_conv ")
         for name, value in (
             ("conv_layers", conv_layers),
             ("filters", filters),
@@ -91,10 +96,12 @@ class SingleConvNet(nn.Module):
         ):
             check_int(name, value, prefix="single_conv ")
         check_init(init)
-        for _ in range(conv_layers):
+        stacked = stacking == "stacked"
+        for i in range(conv_layers):
             if padding == "valid":
                 h, w = conv_out(h, kernel_size), conv_out(w, kernel_size)
-            h, w = h // 2, w // 2
+            if not stacked or i == conv_layers - 1:
+                h, w = h // 2, w // 2
             if h < 1 or w < 1:
                 raise ArgumentError(
                     "image_size",
@@ -105,11 +112,11 @@ class SingleConvNet(nn.Module):
         c = in_channels
         for i in range(conv_layers):
             width = filters * width_growth**i
-            layers += [
-                *_conv(c, width, kernel_size, padding),
-                *act_pool(make_activation(activation)),
-                Dropout(self.conv_dropout),
-            ]
+            layers += _conv(c, width, kernel_size, padding)
+            if stacked and i < conv_layers - 1:
+                layers.append(make_activation(activation))
+            else:
+                layers += [*act_pool(make_activation(activation)), Dropout(self.conv_dropout)]
             c = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
