@@ -16,6 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from imgbench.cli import setup_environment
+from imgbench.compose import precheck
+from imgbench.config import validate
 from imgbench.paths import CONF_DIR, REPO_ROOT
 
 SHARED_DATA = Path(os.environ.get("IMGBENCH_DATA_DIR", REPO_ROOT.parent / "shared" / "datasets"))
@@ -229,3 +231,13 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, num_classes: int = 10) -
     loss.backward()
     optimizer.step()
     return loss.item()
+
+
+def precheck_error(capsys, *argv: str) -> str:
+    """The one line ``python train.py <argv>`` stops with (exit status 2), from the pre-flight check."""
+    with pytest.raises(SystemExit) as e:
+        precheck("train", list(argv), validate)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imgbench: error: ") and "\n" not in err
+    return err

@@ -13,7 +13,7 @@ from imgbench.config import validate
 from imgbench.errors import ConfigError
 from imgbench.groups import options
 
-from .conftest import compose_cfg, needs_shared, run_cli
+from .conftest import compose_cfg, needs_shared, precheck_error, run_cli
 
 MODELS = options("model")
 DATA = options("data")
@@ -54,15 +54,6 @@ def test_default_run_is_study_e_mnist_cnn(tmp_path):
     assert cfg.optimizer.lr == 0.001 and cfg.data.batch_size == 128 and cfg.trainer.max_epochs == 10
 
 
-def _precheck_error(capsys, *argv: str) -> str:
-    with pytest.raises(SystemExit) as e:
-        precheck("train", list(argv), validate)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("imgbench: error: ") and "\n" not in err
-    return err
-
-
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -86,7 +77,7 @@ def _precheck_error(capsys, *argv: str) -> str:
     ],
 )
 def test_bad_command_lines_fail_fast_with_one_line(capsys, argv, expected):
-    assert expected in _precheck_error(capsys, *argv)
+    assert expected in precheck_error(capsys, *argv)
 
 
 def test_a_good_command_line_passes(capsys):
@@ -141,7 +132,7 @@ def test_cli_exits_2_before_loading_data():
     ],
 )
 def test_every_value_of_a_group_is_checked_before_data(capsys, argv, expected):
-    assert expected in _precheck_error(capsys, *argv)
+    assert expected in precheck_error(capsys, *argv)
 
 
 def test_a_sweep_whose_later_job_does_not_compose_creates_nothing(tmp_path):

@@ -17,7 +17,7 @@ from imgbench.compose import precheck
 from imgbench.config import validate
 from imgbench.run import train
 
-from .conftest import compose_cfg, needs_shared, run_cli
+from .conftest import compose_cfg, needs_shared, precheck_error, run_cli
 from .test_reliability import _run_until
 
 # keras_fcn (dropout) on 300 MNIST images, 6 steps an epoch, crop augmentation; tested on 3 x 100 test images
@@ -138,15 +138,6 @@ def test_a_schedule_over_the_run_is_refused_before_data_loads(tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
-def _precheck_error(capsys, *argv: str) -> str:
-    with pytest.raises(SystemExit) as e:
-        precheck("train", list(argv), validate)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("imgbench: error: ") and "\n" not in err
-    return err
-
-
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -174,7 +165,7 @@ def _precheck_error(capsys, *argv: str) -> str:
     ],
 )
 def test_test_epochs_that_cannot_work_are_refused_in_one_line(capsys, argv, expected):
-    assert expected in _precheck_error(capsys, *argv)
+    assert expected in precheck_error(capsys, *argv)
 
 
 @pytest.mark.parametrize(
