@@ -642,6 +642,27 @@ def test_overhead_section_measures_the_timm_figure(tmp_path, monkeypatch):
     assert "timm.create_model('resnet18', num_classes=10)" in fig.note
 
 
+def test_overhead_lenet5_cases_are_study_d_at_batch_4_and_128():
+    """Study D's recipe as its experiment composes it, one epoch without validation or tests, at its batch of 4 (the
+    1.3x target) and at 128; the note names the CPU."""
+    from benchmarks.common import compose
+    from benchmarks.sections import Sizes
+    from benchmarks.sections.overhead import cases
+
+    sizes = Sizes.quick()
+    by_name = {c.name: c for c in cases(sizes)}
+    small = by_name["lenet5 at batch 4, CIFAR-sized (study D)"]
+    large = by_name["lenet5 at batch 128, CIFAR-sized (study D)"]
+    assert (small.limit, small.target) == (1.30, "<= 1.30x the plain loop's time") and large.limit == 1.10
+    for case, batch, images in ((small, 4, sizes.lenet_batch4_images), (large, 128, sizes.lenet_batch128_images)):
+        cfg = compose([*case.overrides, "trainer.max_epochs=1", "test=false", "logger=tensorboard"])  # as measured
+        assert cfg.model._target_ == "imgbench.models.lenet5" and cfg.data.name == "cifar10-jpeg"
+        assert (cfg.data.batch_size, cfg.data.train_size, cfg.data.val_size) == (batch, images, 0)
+        assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.001, 0.9, 0.0)
+        assert not AugmentConfig(**cfg.data.augment).active and list(cfg.test_epochs) == []
+        assert f"CPU: {hardware.cpu_name()}" in case.note and f"batch {batch}," in case.note
+
+
 # ---------------------------------------------------------------------------- the augmentation section
 
 

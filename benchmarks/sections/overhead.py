@@ -1,9 +1,11 @@
 """Section ``overhead``: the framework's cost.
 
 One training epoch through train.py's path (Lightning, logging, callbacks) against the same epoch as a plain
-PyTorch loop (same model, optimizer, batches and augmentation), for keras_cnn on MNIST, and on CIFAR-sized
-images for imgbench's resnet18 and for timm's (``model=timm model.name=resnet18``, the plain loop building it
-with ``timm.create_model``).
+PyTorch loop (same model, optimizer, batches and augmentation), for keras_cnn on MNIST, for study D's recipe
+(lenet5 on CIFAR-sized images, SGD, no augmentation) at its batch of 4 and at 128, and on CIFAR-sized images for
+imgbench's resnet18 and for timm's (``model=timm model.name=resnet18``, the plain loop building it with
+``timm.create_model``). At batch 4 a step is about a millisecond of compute, so there the figure is mostly
+Lightning's and imgbench's per-step Python.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from imgbench.hardware import cpu_name
 
 from ..common import Figure, compose, side_by_side
 from .shared import Sizes, channels_last_choice, datamodule, train_seconds
@@ -107,16 +111,41 @@ def cifar_sized(model: list[str], batches: int) -> list[str]:
     return [*model, "data=cifar10_jpeg", f"data.train_size={32 * batches}", "data.batch_size=32", "data.val_size=0"]
 
 
+def study_d(batch: int, images: int) -> list[str]:
+    """Overrides for an epoch of study D's recipe on ``images`` CIFAR-sized images (cifar10_jpeg) at ``batch``.
+
+    Study D as its experiment composes it (lenet5, SGD lr 0.001 momentum 0.9, no augmentation, [-1, 1] inputs, its
+    callbacks and logging), without validation and without its tests at epochs 10, 30 and 60 (one epoch here).
+
+    Args:
+        batch: images per step.
+        images: training images.
+
+    Returns:
+        list[str]: the overrides.
+    """
+    return [
+        "experiment=study_d",
+        "data=cifar10_jpeg",
+        f"data.batch_size={batch}",
+        f"data.train_size={images}",
+        "data.val_size=0",
+        "test_epochs=[]",
+    ]
+
+
 def cases(sizes: Sizes) -> list[Case]:
     """The section's figures.
 
     Args:
-        sizes: how many images (keras_cnn) and batches (each resnet18) an epoch has.
+        sizes: how many images (keras_cnn, lenet5) and batches (each resnet18) an epoch has.
 
     Returns:
-        list[Case]: keras_cnn on MNIST, imgbench's resnet18 and timm's resnet18 on CIFAR-sized images.
+        list[Case]: keras_cnn on MNIST, imgbench's resnet18 and timm's resnet18 on CIFAR-sized images, and lenet5
+        (study D) at batch 4 and 128.
     """
     cifar_note = "batches of 32 (32x32 RGB, crop+flip), Adam"
+    study_d_note = "study D's recipe (experiment=study_d: SGD lr 0.001 momentum 0.9, no augmentation, [-1, 1] inputs)"
     return [
         Case(
             "keras_cnn, MNIST",
@@ -140,6 +169,21 @@ def cases(sizes: Sizes) -> list[Case]:
             f"{sizes.timm_batches} {cifar_note}; model=timm model.name=resnet18 against "
             "timm.create_model('resnet18', num_classes=10) in the plain loop",
             timm_resnet18,
+        ),
+        Case(
+            "lenet5 at batch 4, CIFAR-sized (study D)",
+            study_d(4, sizes.lenet_batch4_images),
+            "<= 1.30x the plain loop's time",
+            1.30,
+            f"{sizes.lenet_batch4_images} images ({sizes.lenet_batch4_images // 4} steps), batch 4, {study_d_note}; "
+            f"CPU: {cpu_name()}",
+        ),
+        Case(
+            "lenet5 at batch 128, CIFAR-sized (study D)",
+            study_d(128, sizes.lenet_batch128_images),
+            "<= 1.10x the plain loop's time",
+            1.10,
+            f"{sizes.lenet_batch128_images} images, batch 128, {study_d_note}; CPU: {cpu_name()}",
         ),
     ]
 

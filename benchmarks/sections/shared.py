@@ -18,6 +18,8 @@ class Sizes:
 
     repeats: int = 3
     keras_images: int = 30000  # keras_cnn / MNIST epoch for the overhead figure
+    lenet_batch4_images: int = 4000  # lenet5 / CIFAR-sized epoch at batch 4 (study D) for the overhead figure
+    lenet_batch128_images: int = 30720  # ... and at batch 128 (240 steps)
     resnet_batches: int = 8  # resnet18 / CIFAR-sized batches of 32 for the overhead figure
     timm_batches: int = 64  # timm resnet18 / CIFAR-sized batches of 32 (its ImageNet stem: ~25x less work a batch)
     datapath_images: int = 20000  # per-image pipeline images per measurement
@@ -45,6 +47,8 @@ class Sizes:
         return cls(
             repeats=3,
             keras_images=4000,
+            lenet_batch4_images=800,
+            lenet_batch128_images=4096,
             resnet_batches=2,
             timm_batches=4,
             datapath_images=3000,

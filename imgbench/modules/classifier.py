@@ -21,21 +21,20 @@ from torchmetrics.classification import (
     MulticlassStatScores,
 )
 
-from ..callbacks.checkpoint import LastCheckpoint
 from ..checkpoint import CONFIG_KEY, rng_state, set_rng_state
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 from ..hardware import resolve_channels_last
 from ..models import classifier_prefix
 from ..models.layers import count_parameters
 from .finetune import FinetuneConfig, drop_backbone_grads, optimizer_defaults, parameter_groups
 from .finetune import summary as finetune_summary
+from .hooks import TRAIN_BATCH_HOOKS, signature_once, skip_empty_callback_hooks, skip_empty_hooks
+from .train_stats import NonFiniteLossError, Position, TrainStats, stop_if_not_finite
+
+__all__ = ["ImageClassifier", "NonFiniteLossError", "check_class_weights"]
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
-
-
-class NonFiniteLossError(UserError):
-    """The loss became NaN or infinite: training stops (the last good checkpoint stays)."""
 
 
 def check_class_weights(value: Any, num_classes: int | None = None) -> None:
@@ -88,7 +87,9 @@ class ImageClassifier(L.LightningModule):
             None (all 1).
 
     A training batch is ``(images, labels)`` or, with mixup/cutmix, ``(images, labels, soft targets)``: the loss is
-    then taken against the soft targets and the accuracy against the labels.
+    then taken against the soft targets and the accuracy against the labels. A NaN or infinite training loss stops
+    the run with :class:`NonFiniteLossError`; the losses are checked every few steps, not at each (see
+    :mod:`imgbench.modules.train_stats`).
     """
 
     def __init__(
@@ -152,6 +153,8 @@ class ImageClassifier(L.LightningModule):
         self.test_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # kept in checkpoints, so a resumed run knows its best
+        self.train_stats = TrainStats(self.train_metrics, self.train_loss)  # their cheap per-step updates
+        skip_empty_hooks(self, L.LightningModule, TRAIN_BATCH_HOOKS)  # Lightning inspects the evaluation ones
         self.num_params = count_parameters(net)
         self._epoch_start = 0.0
         self._last_batch_end = 0.0
@@ -162,6 +165,14 @@ class ImageClassifier(L.LightningModule):
         self.run_config: dict[str, Any] | None = None  # set by imgbench.run; stored in every checkpoint
         self._rng_to_restore: dict[str, Any] | None = None
         self._summed_train_metrics = False  # a DDP checkpoint holds the training metrics of all processes
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name twice around each of a step's ~20 hooks: nn.Module's __setattr__ (its
+        # parameter, module and buffer checks) is not needed for it (benchmarks/results.md, small batches)
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ forward
 
@@ -189,6 +200,7 @@ class ImageClassifier(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
 
+    @signature_once
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, *soft = batch  # soft targets come with mixup/cutmix
         logits = self(x)
@@ -199,26 +211,15 @@ class ImageClassifier(L.LightningModule):
             loss = nn.functional.cross_entropy(
                 logits, target, weight=self.loss_weights, label_smoothing=self.criterion.label_smoothing
             )
-        finite = bool(torch.isfinite(loss))
-        world = self.trainer.world_size
-        if world > 1:  # every process stops at the same step (one alone would leave the others waiting)
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            local = not torch.isfinite(loss)
-            value = str(loss.item()) if local else "not finite on another process"
-            where = f" on process {self.global_rank}" if local and world > 1 else ""
-            raise NonFiniteLossError(
-                f"the training loss is {value}{where} at epoch {self.current_epoch}, step {self.global_step} (batch "
-                f"{batch_idx} of the epoch); "
-                f"{self._last_good_checkpoint()}; lower optimizer.lr or set trainer.gradient_clip_val"
-            )
-        self.train_metrics.update(logits.detach(), y)
-        self.train_loss.update(loss.detach(), weight=len(y))  # the mean over images, as Lightning's batch_size
+        # train_metrics and train_loss (the mean over images, as Lightning's batch_size), for a few tensor ops a step
+        self.train_stats.add(loss, logits, y, Position(self.current_epoch, self.global_step, batch_idx))
+        if self.train_stats.check_due:
+            stop_if_not_finite(self.train_stats, self.trainer)
         if self._log_this_step():
             # not sync_dist: under DDP the progress bar (rank 0 only) would start that collective on rank 0 alone
             # and deadlock; train/loss_step is rank 0's, train/loss_epoch (torchmetrics) all processes'
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
-        self._epoch_images += len(y) * world  # the processes' batches are equal: images of all of them
+        self._epoch_images += len(y) * self.trainer.world_size  # the processes' batches are equal: all of them
         return loss
 
     def _log_this_step(self) -> bool:
@@ -234,12 +235,6 @@ class ImageClassifier(L.LightningModule):
             self._step_logged_at = now
             return True
         return False
-
-    def _last_good_checkpoint(self) -> str:
-        for cb in self.trainer.checkpoint_callbacks:
-            if isinstance(cb, LastCheckpoint) and cb.path.is_file():
-                return f"the last good checkpoint, {cb.path}, is kept"
-        return "no checkpoint had been saved yet"
 
     def _eval_step(self, batch, metrics: MetricCollection, loss_metric: MeanMetric) -> dict[str, torch.Tensor]:
         x, y = batch
@@ -263,6 +258,7 @@ class ImageClassifier(L.LightningModule):
     # ------------------------------------------------------------------ epoch ends
 
     def on_train_epoch_start(self) -> None:
+        self.train_stats.flush()
         self._sum_losses_in_float64(self.train_loss)
         self._epoch_start = self._last_batch_end = time.perf_counter()
         self._epoch_images = 0
@@ -274,6 +270,9 @@ class ImageClassifier(L.LightningModule):
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
         self.train_seconds += seconds
         self.train_images += self._epoch_images
+        if self.train_stats.unchecked:
+            stop_if_not_finite(self.train_stats, self.trainer)
+        self.train_stats.flush()
         if self.train_loss.update_count:  # none after resuming at an epoch's end (the processes are in step)
             self.log("train/loss_epoch", self.train_loss.compute().float(), prog_bar=True)
         self.train_loss.reset()
@@ -324,6 +323,7 @@ class ImageClassifier(L.LightningModule):
         self._sum_losses_in_float64(self.test_loss)
 
     def setup(self, stage: str) -> None:
+        skip_empty_callback_hooks(self.trainer.callbacks)  # all of them are attached by now
         if stage == "fit" and self.class_weights is not None and self.loss_weights is None:
             self.loss_weights = self._class_weight_tensor()
 
@@ -336,7 +336,13 @@ class ImageClassifier(L.LightningModule):
         weights = counts.sum() / (num_classes * counts.clamp_min(1))
         return torch.where(counts > 0, weights, 0.0).float()
 
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.train_stats.flush()  # the training metrics' states hold every step so far
+        return super().state_dict(*args, **kwargs)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.train_stats.unchecked:  # no checkpoint of the state after a non-finite loss
+            stop_if_not_finite(self.train_stats, self.trainer)
         # plain data only, so that eval.py can rebuild the run with torch.load(weights_only=True)
         checkpoint[CONFIG_KEY] = {
             "config": self.run_config,
@@ -354,6 +360,7 @@ class ImageClassifier(L.LightningModule):
                 checkpoint["state_dict"].update(self.train_metrics.state_dict(prefix="train_metrics."))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_stats.flush()  # the checkpoint's states then replace the steps before, as with per-step updates
         saved = checkpoint.get(CONFIG_KEY) or {}
         self.train_seconds = float(saved.get("train_seconds", 0.0))
         self.train_images = int(saved.get("train_images", 0))
