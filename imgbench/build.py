@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import instantiate_part, scheduler_parts, to_plain
 from .data import BatchedDataModule
 from .distributed import use_job_launcher
+from .errors import ConfigError
 from .hardware import resolve_channels_last, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 def build_datamodule(cfg: DictConfig) -> BatchedDataModule:
     """The DataModule of ``cfg.data``, set up (its data loaded)."""
     dm = instantiate_part(cfg.data, _convert_="all")
+    dm.train_group = int(OmegaConf.select(cfg, "module.inner_steps") or 1)  # the module's steps per loader item
     dm.setup()
     return dm
 
@@ -60,6 +62,11 @@ def build_module(
         processes: processes of the run (DDP processes on CPUs always take NCHW: they must agree).
         saved_layout: the layout a checkpoint's run chose (resumes and eval.py compute exactly as the original).
     """
+    if processes > 1 and (OmegaConf.select(cfg, "module.inner_steps") or 1) > 1:
+        raise ConfigError(
+            f"module.inner_steps > 1 takes one process (DDP's gradient sync runs once per training_step), got "
+            f"{processes}; set module.inner_steps=1 or trainer.devices=1"
+        )
     optimizer = instantiate(cfg.optimizer)
     scheduler, interval, frequency = scheduler_parts(cfg)
     module_cfg = to_plain(cfg.module)

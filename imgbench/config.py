@@ -34,6 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .epoch_tests import check_test_epochs
 from .errors import ArgumentError, ConfigError, UserError
+from .inner_steps import check_inner_steps
 from .models.registry import is_model_factory, model_arguments
 from .modules.classifier import check_class_weights
 from .schema import TrainSchema
@@ -320,6 +321,7 @@ def _check_values(cfg: DictConfig) -> None:
     if not cfg.get("train") and not cfg.get("test"):
         raise ConfigError("train=false and test=false leave nothing to do; set one of them to true")
     check_test_epochs(cfg)  # tests at chosen epochs of the run (imgbench.epoch_tests)
+    check_inner_steps(cfg)  # several optimizer steps per training_step call (imgbench.inner_steps)
 
 
 def instantiate_part(node: Any, **kwargs: Any) -> Any:

@@ -28,6 +28,7 @@ LAYERS = {
         "schema",
         "config",
         "epoch_tests",
+        "inner_steps",
         "compose",
         "build",
         "record",

@@ -165,10 +165,17 @@ class _Snapshots(L.Callback):
             }
 
 
-def test_study_d_training_equals_a_plain_pytorch_loop(tmp_path, monkeypatch, one_thread):
+@pytest.mark.parametrize(
+    ("inner_steps", "snapshots", "every"),
+    [(1, {5: 5, 70: 70, 119: 119}, 50), (20, {0: 19, 3: 79, 5: 119}, 40)],  # loader item -> the plain loop's batch
+    ids=["one_step_per_batch", "inner_steps_20"],
+)
+def test_study_d_training_equals_a_plain_pytorch_loop(tmp_path, monkeypatch, one_thread, inner_steps, snapshots, every):
     """Study D's recipe through train.py's path (default callbacks, CSV logger): the weights after two epochs equal a
     plain loop's bit for bit, and so do train/acc, train/acc_top5 and train/loss_epoch of each epoch and the training
-    metrics a mid-epoch checkpoint holds (against per-step torchmetrics updates in the plain loop)."""
+    metrics a mid-epoch checkpoint holds (against per-step torchmetrics updates in the plain loop). The same with the
+    batches handed over 20 at a time (``module.inner_steps=20``, study D's own setting); the loggers' steps still count
+    optimizer steps."""
     from hydra.utils import instantiate
 
     from imgbench.build import build_datamodule, build_net
@@ -186,12 +193,13 @@ def test_study_d_training_equals_a_plain_pytorch_loop(tmp_path, monkeypatch, one
         "logger=csv",
         "module.channels_last=false",
         "trainer.log_every_n_steps=20",
-        "callbacks.last_checkpoint.every_n_train_steps=50",
+        f"module.inner_steps={inner_steps}",
+        f"callbacks.last_checkpoint.every_n_train_steps={every}",
         "~callbacks.metric_curves",
         "~callbacks.confusion_matrix",
         "~callbacks.prediction_grid",
     ]
-    snaps = _Snapshots({5, 70, 119})
+    snaps = _Snapshots(set(snapshots))
     build_trainer = run.build_trainer
 
     def with_snapshots(*args, **kwargs):
@@ -214,7 +222,7 @@ def test_study_d_training_equals_a_plain_pytorch_loop(tmp_path, monkeypatch, one
     logged, states = [], {}
     for epoch in range(2):
         loader = dm.train_dataloader()
-        loader.epoch_fn = None
+        loader.epoch_fn, loader.group = None, 1  # one batch at a time, whatever module.inner_steps
         loader.set_epoch(epoch)
         for i, (x, y) in enumerate(loader):
             logits = net(dm.transform(x, train=True))
@@ -224,7 +232,7 @@ def test_study_d_training_equals_a_plain_pytorch_loop(tmp_path, monkeypatch, one
             optimizer.step()
             metrics.update(logits.detach(), y)
             loss_mean.update(loss.detach(), weight=len(y))
-            if i in snaps.at:
+            if i in snapshots.values():
                 states[(epoch, i)] = {f"train_metrics.{k}": v.clone() for k, v in metrics.state_dict().items()}
         values = {f"train/{k}": v.item() for k, v in metrics.compute().items()}
         logged.append({**values, "train/loss_epoch": loss_mean.compute().float().item()})
@@ -238,9 +246,12 @@ def test_study_d_training_equals_a_plain_pytorch_loop(tmp_path, monkeypatch, one
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/loss_epoch")]
     assert [{k: float(r[k]) for k in logged[0]} for r in rows] == logged
-    assert states.keys() == snaps.states.keys() == {(e, i) for e in range(2) for i in snaps.at}
-    for key, state in states.items():
-        _assert_same(snaps.states[key], state)
+    assert [int(r["step"]) for r in rows] == [119, 239]  # the epochs' last optimizer steps, whatever the grouping
+    assert states.keys() == {(e, i) for e in range(2) for i in snapshots.values()}
+    assert snaps.states.keys() == {(e, i) for e in range(2) for i in snapshots}
+    for epoch in range(2):
+        for item, batch in snapshots.items():
+            _assert_same(snaps.states[(epoch, item)], states[(epoch, batch)])
 
 
 def test_nan_loss_stops_the_run_naming_its_step(tmp_path, monkeypatch, one_thread):
@@ -262,6 +273,7 @@ def test_nan_loss_stops_the_run_naming_its_step(tmp_path, monkeypatch, one_threa
     monkeypatch.setattr(run, "build_trainer", lambda *a, **k: _with(build_trainer(*a, **k), Poison()))
     overrides = ["experiment=study_d", "data=cifar10", f"paths.data_dir={data}", "data.val_size=0"]
     overrides += ["trainer.max_epochs=1", "test=false", "test_epochs=[]", "logger=csv", "module.channels_last=false"]
+    overrides += ["module.inner_steps=1"]  # the poison lands between two steps
     cfg = compose_cfg(overrides, output_dir=tmp_path / "run")
     with pytest.raises(NonFiniteLossError) as e:
         run.train(cfg)

@@ -72,6 +72,7 @@ def _plain_epoch(overrides: list[str], plain_net: Callable[..., nn.Module] | Non
     optimizer = instantiate(cfg.optimizer)(params=net.parameters())
     criterion = nn.CrossEntropyLoss(label_smoothing=float(cfg.module.label_smoothing))
     loader = dm.train_dataloader()
+    loader.group = 1  # one batch at a time (train.py's side may group them: module.inner_steps)
     net.train()
     start = time.perf_counter()
     for x, y in loader:

@@ -87,6 +87,7 @@ class BatchedDataModule(L.LightningDataModule):
         self._transform_rank: int | None = None  # the rank the transform's generator was seeded for
         self._transform_state: dict | None = None
         self.restored: dict[str, Any] | None = None  # a checkpoint's description of the data, in place of the data
+        self.train_group = 1  # training batches a loader item holds (the module's inner_steps; in-memory data only)
 
     def loaded(self) -> bool:
         """Whether the data (or its description) has been read (subclasses implement this)."""
@@ -241,7 +242,11 @@ class BatchedDataModule(L.LightningDataModule):
         Returns:
             ``(float images, labels)``; in evaluation with several views, images ``(N, V, C, H, W)``. Training
             batches with Mixup or CutMix on: ``(mixed images, labels, soft targets (N, num_classes) float32)``.
+            A list of batches (``train_group``) gives the list of their results, each batch augmented as it
+            would be alone.
         """
+        if isinstance(batch, list):
+            return [self.on_after_batch_transfer(b, dataloader_idx) for b in batch]
         x, y = batch
         trainer = self._trainer_or_none()
         training = bool(trainer is not None and trainer.training)

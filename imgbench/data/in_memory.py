@@ -293,6 +293,7 @@ class InMemoryDataModule(BatchedDataModule):
             world_size=world,
             epoch_fn=self._current_epoch if train else None,
             position_fn=self._batches_done if train else None,
+            group=self.train_group if train else 1,
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -35,8 +35,12 @@ class TensorBatches:
         world_size: the number of processes.
         epoch_fn: returns the current epoch when iteration starts (the DataModule passes the trainer's
             ``current_epoch``, which a resumed run restores); without it, ``set_epoch`` sets it.
-        position_fn: returns how many batches of the current epoch training has finished; saved by
-            :meth:`state_dict` so that a run resumed from a mid-epoch checkpoint continues with the next batch.
+        position_fn: returns how many of the loader's items (batches, or groups of them) training has finished
+            in the current epoch; saved by :meth:`state_dict` so that a run resumed from a mid-epoch checkpoint
+            continues with the next batch.
+        group: hand out lists of this many consecutive batches (the last list may be shorter) instead of single
+            batches, for a module that takes one optimizer step per batch of the list (``module.inner_steps``):
+            the batches and their order are the same, Lightning's per-item work is done once per list.
 
     Raises:
         ValueError: ``batch_size`` below 1.
@@ -55,9 +59,12 @@ class TensorBatches:
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
         position_fn: Callable[[], int] | None = None,
+        group: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if group < 1:
+            raise ValueError("group must be >= 1")
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
@@ -67,6 +74,7 @@ class TensorBatches:
         self.epoch = 0
         self.epoch_fn = epoch_fn
         self.position_fn = position_fn
+        self.group = group
         self._yielded = 0
         self._resume_at: tuple[int, int] | None = None  # (epoch, batches already done) after load_state_dict
 
@@ -88,11 +96,16 @@ class TensorBatches:
             return n // self.world_size  # equal shares, so ranks stay in step
         return len(range(self.rank, n, self.world_size))
 
-    def __len__(self) -> int:
+    @property
+    def batches(self) -> int:
+        """Batches per epoch (each an optimizer step), whatever their grouping."""
         if self.steps_per_epoch is not None:
             return self.steps_per_epoch
         n = self.num_samples
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self.batches / self.group)
 
     def _permutation(self, k: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed + k)
@@ -121,7 +134,20 @@ class TensorBatches:
         stream = torch.cat(parts)[start - (start // n) * n :][: stop - start]
         return stream.view(self.steps_per_epoch, self.world_size, self.batch_size)[:, self.rank].reshape(-1)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor] | list[tuple[torch.Tensor, torch.Tensor]]]:
+        if self.group == 1:
+            yield from self._batches()
+            return
+        batches = list[tuple[torch.Tensor, torch.Tensor]]()
+        for batch in self._batches():
+            batches.append(batch)
+            if len(batches) == self.group:
+                yield batches
+                batches = []
+        if batches:
+            yield batches
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.epoch_fn is not None:
             self.epoch = self.epoch_fn()
         skip = 0
@@ -131,7 +157,7 @@ class TensorBatches:
             self._resume_at = None
         idx = self.indices()
         self._yielded = skip
-        for b in range(skip, len(self)):
+        for b in range(skip, self.batches):
             i = idx[b * self.batch_size : (b + 1) * self.batch_size]
             if len(i) == 0:
                 return
@@ -142,8 +168,9 @@ class TensorBatches:
 
     def state_dict(self) -> dict[str, int]:
         """Where training is: the epoch and the batches of it already done."""
-        done = self.position_fn() if self.position_fn is not None else self._yielded
-        return {"epoch": self.epoch, "batches": int(done)}
+        if self.position_fn is None:
+            return {"epoch": self.epoch, "batches": self._yielded}
+        return {"epoch": self.epoch, "batches": min(int(self.position_fn()) * self.group, self.batches)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Resume training after the batches a checkpoint had seen (evaluation always starts at the beginning).

@@ -29,6 +29,7 @@ from ..models.layers import count_parameters
 from .finetune import FinetuneConfig, drop_backbone_grads, optimizer_defaults, parameter_groups
 from .finetune import summary as finetune_summary
 from .hooks import TRAIN_BATCH_HOOKS, signature_once, skip_empty_callback_hooks, skip_empty_hooks
+from .inner_steps import epoch_steps, step_schedulers, take_steps
 from .train_stats import NonFiniteLossError, Position, TrainStats, stop_if_not_finite
 
 __all__ = ["ImageClassifier", "NonFiniteLossError", "check_class_weights"]
@@ -85,6 +86,9 @@ class ImageClassifier(L.LightningModule):
         class_weights: weigh the training loss per class: ``balanced`` (``n / (classes * n_c)`` from the training
             split's class counts, scikit-learn's rule, for imbalanced data), a list of one weight per class, or
             None (all 1).
+        inner_steps: optimizer steps per ``training_step`` call: the training loader hands over this many batches
+            at once and the module steps once per batch (same updates; Lightning's per-batch work once per group:
+            for small batches, see :mod:`imgbench.modules.inner_steps`).
 
     A training batch is ``(images, labels)`` or, with mixup/cutmix, ``(images, labels, soft targets)``: the loss is
     then taken against the soft targets and the accuracy against the labels. A NaN or infinite training loss stops
@@ -108,9 +112,13 @@ class ImageClassifier(L.LightningModule):
         backbone_lr_scale: float = 1.0,
         no_weight_decay_norm_bias: bool = False,
         class_weights: str | list[float] | None = None,
+        inner_steps: int = 1,
     ) -> None:
         super().__init__()
         check_class_weights(class_weights, num_classes)
+        if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
+            raise ConfigError(f"module.inner_steps must be a whole number >= 1, got {inner_steps!r}")
+        self.automatic_optimization = inner_steps == 1  # several batches a call: the module steps (inner_steps.py)
         try:
             self.finetune = FinetuneConfig(freeze_backbone_epochs, backbone_lr_scale, no_weight_decay_norm_bias)
         except ValueError as e:
@@ -201,7 +209,16 @@ class ImageClassifier(L.LightningModule):
     # ------------------------------------------------------------------ steps
 
     @signature_once
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, ...] | list[tuple[torch.Tensor, ...]], batch_idx: int
+    ) -> torch.Tensor | None:
+        if self.automatic_optimization:
+            return self._step_loss(batch, batch_idx)
+        take_steps(self, batch, batch_idx, self._step_loss)  # a group of module.inner_steps batches
+        return None
+
+    def _step_loss(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        """A training batch's loss; its metrics are counted and its loss logged as Lightning's step rules say."""
         x, y, *soft = batch  # soft targets come with mixup/cutmix
         logits = self(x)
         target = soft[0] if soft else y
@@ -270,6 +287,8 @@ class ImageClassifier(L.LightningModule):
         seconds = max(self._last_batch_end - self._epoch_start, 1e-9)
         self.train_seconds += seconds
         self.train_images += self._epoch_images
+        if not self.automatic_optimization:  # automatic optimization steps them after this hook, as here
+            step_schedulers(self.trainer, "epoch", self.current_epoch + 1)
         if self.train_stats.unchecked:
             stop_if_not_finite(self.train_stats, self.trainer)
         self.train_stats.flush()
@@ -400,12 +419,7 @@ class ImageClassifier(L.LightningModule):
             return int(trainer.max_steps)
         if trainer.datamodule is None:  # loaders passed to fit() directly: Lightning's estimate is all there is
             return int(trainer.estimated_stepping_batches)
-        batches = len(trainer.datamodule.train_dataloader())
-        limit = trainer.limit_train_batches
-        if isinstance(limit, int):
-            batches = min(batches, limit)
-        elif limit is not None:
-            batches = int(batches * limit)
+        batches = epoch_steps(trainer.datamodule.train_dataloader(), trainer.limit_train_batches)
         return max(1, math.ceil(batches / trainer.accumulate_grad_batches) * max(1, trainer.max_epochs or 1))
 
     def configure_optimizers(self) -> Any:
