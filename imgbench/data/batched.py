@@ -21,6 +21,7 @@ import torch
 from ..errors import ConfigError
 from .augment import EVAL_VIEWS, BatchTransform
 from .checks import augment_config, check_whole
+from .loader import is_group
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ class BatchedDataModule(L.LightningDataModule):
             A list of batches (``train_group``) gives the list of their results, each batch augmented as it
             would be alone.
         """
-        if isinstance(batch, list):
+        if is_group(batch):
             return [self.on_after_batch_transfer(b, dataloader_idx) for b in batch]
         x, y = batch
         trainer = self._trainer_or_none()

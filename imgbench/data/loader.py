@@ -11,8 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
+
+
+def is_group(item: Any) -> bool:
+    """Whether a loader item is a group of batches (:class:`TensorBatches`' ``group``): a list of tuples.
+
+    One batch is a tuple, or a list of tensors (a ``DataLoader``'s default collation).
+    """
+    return isinstance(item, list) and bool(item) and isinstance(item[0], tuple)
 
 
 class TensorBatches:
