@@ -539,3 +539,24 @@ def test_constructor_messages_and_accepted_forms(tmp_path):
     assert MNISTDataModule(val_size=0.1, augment={"shift": 0}).val_size == 0.1
     folder = ImageFolderDataModule(root="pets", data_dir=tmp_path, image_size=16, cache_dir=None)
     assert folder.image_size == (16, 16) and folder.cache_dir == tmp_path / ".cache"
+
+
+def test_train_size_draws_a_random_subset_of_every_class_in_stored_order(tmp_path):
+    """An image folder loads class by class: ``data.train_size`` takes a seeded random subset (the first 12 of 40
+    images would be one class), kept in the stored order, the same for every run with that ``split_seed``."""
+    write_image_folder(tmp_path / "pets", classes=("cat", "dog", "fox", "owl"), per_class=10, size=(8, 8))
+
+    def subset(split_seed: int) -> torch.Tensor:
+        dm = ImageFolderDataModule(
+            root=str(tmp_path / "pets"), val_size=0, train_size=12, split_seed=split_seed, cache_dir=None
+        )
+        dm.setup()
+        return dm.splits["train"].labels
+
+    full = ImageFolderDataModule(root=str(tmp_path / "pets"), val_size=0, cache_dir=None)
+    full.setup()
+    assert full.splits["train"].labels[:12].unique().tolist() == [0, 1]  # what the first 12 would be
+    labels = subset(0)
+    assert len(labels) == 12 and len(labels.unique()) >= 3
+    assert labels.tolist() == sorted(labels.tolist())  # stored order (class by class)
+    assert torch.equal(subset(0), labels) and not torch.equal(subset(1), labels)

@@ -39,7 +39,9 @@ class InMemoryDataModule(BatchedDataModule):
         eval_batch_size: evaluation images per step, all processes together (default: ``batch_size``).
         val_size: validation images carved from the training split (an int, or a fraction < 1; 0 = none).
         split_seed: the seed of that carve (kept apart from ``seed`` so every run validates on the same images).
-        train_size: use only this many training images (after the carve; for quick runs and scaling studies).
+        train_size: use only this many training images (after the carve; for quick runs and scaling studies): a
+            random subset drawn with ``split_seed``, in stored order (the first images of a class-sorted image folder
+            would be one or two classes).
         augment: the batched training augmentation (see :class:`AugmentConfig`).
         normalize: ``auto`` (pretrained weights' statistics, else ``dataset``), ``dataset`` (the training images'
             mean/std), ``unit``, ``imagenet`` or ``none``.
@@ -225,7 +227,9 @@ class InMemoryDataModule(BatchedDataModule):
         if self.train_size is not None:
             if not 0 < self.train_size <= len(train):
                 raise ConfigError(f"data.train_size must be in 1..{len(train)}, got {self.train_size}")
-            train = ImageArrays(train.images[: self.train_size], train.labels[: self.train_size], train.classes)
+            keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.split_seed))
+            keep = keep[: self.train_size].sort().values
+            train = ImageArrays(train.images[keep], train.labels[keep], train.classes)
         self.splits = {"train": train, "test": test}
         if val is not None:
             self.splits["val"] = val
