@@ -654,9 +654,11 @@ def test_overhead_lenet5_cases_are_study_d_at_batch_4_and_128():
     small = by_name["lenet5 at batch 4, CIFAR-sized (study D)"]
     large = by_name["lenet5 at batch 128, CIFAR-sized (study D)"]
     assert (small.limit, small.target) == (1.30, "<= 1.30x the plain loop's time") and large.limit == 1.10
-    for case, batch, images in ((small, 4, sizes.lenet_batch4_images), (large, 128, sizes.lenet_batch128_images)):
+    cases_ = ((small, 4, sizes.lenet_batch4_images, 20), (large, 128, sizes.lenet_batch128_images, 1))
+    for case, batch, images, inner_steps in cases_:
         cfg = compose([*case.overrides, "trainer.max_epochs=1", "test=false", "logger=tensorboard"])  # as measured
         assert cfg.model._target_ == "imgbench.models.lenet5" and cfg.data.name == "cifar10-jpeg"
+        assert cfg.module.inner_steps == inner_steps and f"module.inner_steps={inner_steps}" in case.note
         assert (cfg.data.batch_size, cfg.data.train_size, cfg.data.val_size) == (batch, images, 0)
         assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.001, 0.9, 0.0)
         assert not AugmentConfig(**cfg.data.augment).active and list(cfg.test_epochs) == []
