@@ -93,6 +93,25 @@ def test_killed_and_interrupted_runs_resume_to_identical_results(tmp_path):
     assert_same_run(ref_dir, run_dir, steps=60)
 
 
+@needs_shared
+def test_a_killed_run_with_inner_steps_resumes_to_the_one_step_per_batch_results(tmp_path):
+    """Batches handed over 4 at a time (``module.inner_steps=4``), killed mid-epoch and resumed: the same weights and
+    metrics as an uninterrupted run that takes its batches one at a time."""
+    grouped = [
+        *[o for o in RESUMABLE if "every_n_train_steps" not in o],
+        "callbacks.last_checkpoint.every_n_train_steps=8",
+        "trainer.log_every_n_steps=20",
+    ]
+    ref_dir, run_dir = tmp_path / "reference", tmp_path / "grouped"
+    rc, out = _run_until([*grouped, "module.inner_steps=1", f"hydra.run.dir={ref_dir}"], ref_dir, None)
+    assert rc == 0, out[-2000:]
+    rc, out = _run_until([*grouped, "module.inner_steps=4", f"hydra.run.dir={run_dir}"], run_dir, 24, delay=0.05)
+    assert rc == -signal.SIGKILL
+    rc, out = _run_until([f"resume={run_dir}"], run_dir, None)
+    assert rc == 0, out[-2000:]
+    assert_same_run(ref_dir, run_dir, steps=60)
+
+
 def assert_same_run(ref_dir: Path, run_dir: Path, steps: int) -> None:
     """The two runs ended after ``steps`` steps with the same weights, bit for bit, and the same metrics."""
     ref = torch.load(ref_dir / "checkpoints" / "last.ckpt", weights_only=True)
