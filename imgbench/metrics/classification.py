@@ -11,7 +11,7 @@ def classification_values(
 ) -> tuple[dict[str, torch.Tensor], dict[str, list[float]]]:
     """The accuracies, mean loss and macro precision, recall and F1 of a test pass, and the per-class values.
 
-    The rule of :meth:`imgbench.modules.ImageClassifier.on_test_epoch_end`: the macro means are taken over the
+    What ``ImageClassifier.on_test_epoch_end`` logs and the epoch tests record. The macro means are taken over the
     classes that were predicted or present (torchmetrics' own macro rule). Under DDP ``compute`` gathers every
     process's counts, so every process must call this.
 

@@ -24,6 +24,7 @@ from torchmetrics.classification import (
 from ..checkpoint import CONFIG_KEY, rng_state, set_rng_state
 from ..errors import ConfigError
 from ..hardware import resolve_channels_last
+from ..metrics.classification import classification_values
 from ..models import classifier_prefix
 from ..models.layers import count_parameters
 from .finetune import FinetuneConfig, drop_backbone_grads, optimizer_defaults, parameter_groups
@@ -311,19 +312,9 @@ class ImageClassifier(L.LightningModule):
             self.log("val/acc_best", self.val_acc_best.compute())
 
     def on_test_epoch_end(self) -> None:
-        values = self.test_metrics.compute()
-        self.test_metrics.reset()
-        values["test/loss"] = self.test_loss.compute().float()
-        self.test_loss.reset()
-        per_class = self.test_classes.compute()
-        self.test_classes.reset()
-        counts = per_class.pop("counts")  # per class: tp, fp, tn, fn, support
-        support = counts[:, 4]
-        # torchmetrics' macro rule: the mean over the classes that were predicted or present
-        seen = (counts[:, 0] + counts[:, 1] + counts[:, 3]) > 0
-        for name, value in per_class.items():
-            values[f"test/{name}_macro"] = value[seen].float().mean() if seen.any() else value.float().mean()
-        self.per_class = {k: v.tolist() for k, v in per_class.items()} | {"support": support.tolist()}
+        values, self.per_class = classification_values(self.test_metrics, self.test_loss, self.test_classes)
+        for metric in (self.test_metrics, self.test_loss, self.test_classes):
+            metric.reset()
         self.log_dict(values)
 
     def _sum_losses_in_float64(self, metric: MeanMetric) -> None:
