@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .data import InMemoryDataModule
 from .errors import ConfigError
+from .modules.inner_steps import check_inner_steps_value
 
 # Trainer settings that only automatic optimization applies
 AUTOMATIC_ONLY = {"trainer.accumulate_grad_batches": 1, "trainer.gradient_clip_val": 0}
@@ -40,10 +41,11 @@ def check_inner_steps(cfg: DictConfig) -> None:
         ConfigError: one line naming ``module.inner_steps``, the setting in the way and the fix.
     """
     k = OmegaConf.select(cfg, "module.inner_steps")
-    if k is None or k == 1:
+    if k is None:
         return
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ConfigError(f"module.inner_steps must be a whole number >= 1, got {k!r}")
+    check_inner_steps_value(k)
+    if k == 1:
+        return
     off = "or set module.inner_steps=1"
     data_target = OmegaConf.select(cfg, "data._target_")
     if data_target and not issubclass(get_object(data_target), InMemoryDataModule):

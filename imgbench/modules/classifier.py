@@ -30,7 +30,7 @@ from ..models.layers import count_parameters
 from .finetune import FinetuneConfig, drop_backbone_grads, optimizer_defaults, parameter_groups
 from .finetune import summary as finetune_summary
 from .hooks import TRAIN_BATCH_HOOKS, signature_once, skip_empty_callback_hooks, skip_empty_hooks
-from .inner_steps import epoch_steps, step_schedulers, take_steps
+from .inner_steps import check_inner_steps_value, epoch_steps, step_schedulers, take_steps
 from .train_stats import NonFiniteLossError, Position, TrainStats, stop_if_not_finite
 
 __all__ = ["ImageClassifier", "NonFiniteLossError", "check_class_weights"]
@@ -117,8 +117,7 @@ class ImageClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         check_class_weights(class_weights, num_classes)
-        if not isinstance(inner_steps, int) or isinstance(inner_steps, bool) or inner_steps < 1:
-            raise ConfigError(f"module.inner_steps must be a whole number >= 1, got {inner_steps!r}")
+        check_inner_steps_value(inner_steps)
         self.automatic_optimization = inner_steps == 1  # several batches a call: the module steps (inner_steps.py)
         try:
             self.finetune = FinetuneConfig(freeze_backbone_epochs, backbone_lr_scale, no_weight_decay_norm_bias)

@@ -21,6 +21,19 @@ import torch
 from ..errors import ConfigError
 
 
+def check_inner_steps_value(value: Any) -> None:
+    """Refuse a ``module.inner_steps`` that is not a whole number >= 1.
+
+    Args:
+        value: the setting.
+
+    Raises:
+        ConfigError: one line naming it.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"module.inner_steps must be a whole number >= 1, got {value!r}")
+
+
 def take_steps(
     module: L.LightningModule,
     batches: Sequence[tuple[torch.Tensor, ...]],
