@@ -89,10 +89,12 @@ def test_ablation_rows_live_in_one_folder_per_study():
 
 # what each paper fixes and its experiment must do: the training set (the whole one, or the paper's split) and the
 # augmentation and normalisation it states or its code uses
+STUDY_D = {"data.val_size": 10000, "data.normalize": "symmetric", "data.augment.flip": False}
 PAPER_SETTINGS = {
     "study_a": {"data.val_size": 0, "data.augment.crop_padding": 0},  # whole training sets; flips only (not stated)
     "study_c": {"data.val_size": 0},
-    "study_d": {"data.val_size": 10000, "data.normalize": "symmetric", "data.augment.flip": False},
+    "study_d": {**STUDY_D, "optimizer.momentum": 0.9},  # the tutorial's SGD (the paper's code)
+    "study_d_no_momentum": {**STUDY_D, "optimizer.momentum": 0.0},  # the paper's words, "gradient descent"
     "study_e_mnist": {"data.val_size": 0, "data.normalize": "unit"},
     "study_e_single_conv": {"data.val_size": 0},
     "study_e_cifar": {"data.val_size": 0, "data.augment.crop_padding": 0, "data.augment.shift": 0.1},
@@ -123,6 +125,7 @@ def test_cifar10_fast_takes_every_number_from_its_recipe(tmp_path):
 EXPECTED_ROWS = {
     "study_c": 7 * 10,
     "study_d": 5,  # 4 rows tested at 10, 30, 60 and 100 epochs in one run each (test_epochs), and ResNet's 10
+    "study_d_no_momentum": 5,
     "study_e_mnist": 2,
     "study_e_single_conv": 14,  # 12 rows and the conv-layers rows in the stacked reading
     "study_a": 4 * 3,

@@ -190,12 +190,28 @@ def test_bits_cells_need_the_final_model(tmp_path):
 def test_one_run_tested_at_several_epochs_fills_each_epoch_cell(tmp_path):
     tested = {"10": {"test/acc": 0.55}, "30": {"test/acc": 0.60}, "60": {"test/acc": 0.58}}
     _job(tmp_path, "0", ["ablation=study_d/relu"], 0.57, choices={"data": "cifar10", "model": "lenet5"},
-         config={"model.activation": "relu", "trainer.max_epochs": 100, "data.val_size": 10000},
+         config={"model.activation": "relu", "trainer.max_epochs": 100, "data.val_size": 10000,
+                 "optimizer.momentum": 0.9},
          test_epochs={**tested, "100": {"test/acc": 0.57}})  # fmt: skip
     cells = _cells(tmp_path, "study_d/epochs")
     got = [cells[f"original Net, ReLU, {e} epochs"]["ours"] for e in (10, 30, 60, 100)]
     assert got == ["0.5500", "0.6000", "0.5800", "0.5700"]
     assert cells["original Net, Leaky ReLU, 10 epochs"]["ours"] == "not run"
+    assert cells["original Net, ReLU, 10 epochs, no momentum"]["ours"] == "not run"
+
+
+def test_study_d_readings_of_gradient_descent_fill_their_own_cells(tmp_path):
+    config = {"model.activation": "relu", "trainer.max_epochs": 30, "data.val_size": 10000}
+    _job(tmp_path, "0", ["ablation=study_d/relu"], 0.63, choices={"data": "cifar10", "model": "lenet5"},
+         config={**config, "optimizer.momentum": 0.0}, test_epochs={"10": {"test/acc": 0.55}})  # fmt: skip
+    cells = _cells(tmp_path, "study_d/epochs")
+    assert [cells[f"original Net, ReLU, {e} epochs, no momentum"]["ours"] for e in (10, 30)] == ["0.5500", "0.6300"]
+    assert cells["original Net, ReLU, 30 epochs"]["ours"] == "not run"  # the tutorial's momentum 0.9 cell
+    _job(tmp_path, "1", ["ablation=study_d/relu"], 0.57, choices={"data": "cifar10", "model": "lenet5"},
+         config={**config, "optimizer.momentum": 0.9})  # fmt: skip
+    cells = _cells(tmp_path, "study_d/epochs")
+    assert cells["original Net, ReLU, 30 epochs"]["ours"] == "0.5700"
+    assert cells["original Net, ReLU, 30 epochs, no momentum"]["ours"] == "0.6300"
 
 
 def test_publish_writes_the_report_provenance_and_curves_but_no_checkpoint(tmp_path):
