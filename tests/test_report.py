@@ -12,6 +12,7 @@ from imgbench.errors import UserError
 from imgbench.report import available, build_report, load
 from imgbench.report.__main__ import main as report_main
 from imgbench.report.references import matches, to_unit
+from imgbench.report.table import Stat, verdict
 
 
 def _job(root: Path, name: str, overrides: list[str], acc: float | None, status: str = "finished", **extra) -> Path:
@@ -258,3 +259,12 @@ def test_results_table_lists_every_paper_cell_with_ours_where_published(tmp_path
     assert "0.9913 ± 0.0003" in fcn and "| reproduced |" in fcn and "results/study_e_mnist/report.md" in fcn
     assert "| not run |" in next(line for line in table if "| CNN, MNIST |" in line)
     assert "about 9 h on one GPU" in next(line for line in table if line.startswith("| study_c/ablation"))
+
+
+def test_a_verdict_needs_a_spread_the_paper_states_or_our_seeds_give():
+    assert verdict(Stat(0.70, 0.0, 1), 0.75, None) == "1 run"  # one seed, no stated spread: undecided
+    assert verdict(Stat(0.7505, 0.0, 1), 0.75, 0.001) == "reproduced"
+    assert verdict(Stat(0.70, 0.0, 1), 0.75, 0.001) == "deviates"
+    assert verdict(Stat(0.74, 0.01, 3), 0.75, None) == "reproduced"  # within two standard deviations of the seeds
+    assert verdict(Stat(0.70, 0.01, 3), 0.75, None) == "deviates"
+    assert verdict(Stat(float("nan"), float("nan"), 0), 0.75, None) == ""

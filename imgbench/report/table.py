@@ -233,7 +233,8 @@ class Report:
                 "fixes for that cell (its dataset included); `data`: `paper's` when our runs used the paper's "
                 "dataset, `stand-in: <data>` when the number comes from a stand-in (report.stand_in=true); "
                 "`verdict`: `reproduced` when our mean is within the paper's own spread of its number (the table's "
-                "tolerance; without one, two standard deviations of our seeds), else `deviates`.",
+                "tolerance; without one, two standard deviations of our seeds), else `deviates`; `1 run`: one "
+                "seed where the paper states no spread, so nothing to judge the difference by.",
                 "",
             ]
         if self.failures():
@@ -281,14 +282,17 @@ class Report:
 
 
 def verdict(ours: Stat, paper: float, tolerance: float | None) -> str:
-    """Whether our number reproduces the paper's: ``reproduced``, ``deviates``, or empty when we have none.
+    """Whether our number reproduces the paper's: ``reproduced``, ``deviates``, ``1 run`` or empty when we have none.
 
     Reproduced: our mean is within the paper's own spread of its number (``tolerance``); where the paper states
-    none, within two standard deviations of our seeds.
+    none, within two standard deviations of our seeds. One run against a paper that states no spread has nothing to
+    judge a difference by: ``1 run`` (a second seed decides).
     """
     if not ours.n:
         return ""
-    spread = tolerance if tolerance is not None else (2 * ours.std if ours.n > 1 else 0.0)
+    if tolerance is None and ours.n < 2:
+        return "1 run"
+    spread = tolerance if tolerance is not None else 2 * ours.std
     return "reproduced" if abs(ours.mean - paper) <= spread + 1e-9 else "deviates"
 
 
