@@ -268,3 +268,20 @@ def test_a_verdict_needs_a_spread_the_paper_states_or_our_seeds_give():
     assert verdict(Stat(0.74, 0.01, 3), 0.75, None) == "reproduced"  # within two standard deviations of the seeds
     assert verdict(Stat(0.70, 0.01, 3), 0.75, None) == "deviates"
     assert verdict(Stat(float("nan"), float("nan"), 0), 0.75, None) == ""
+
+
+def test_seeds_swept_later_into_the_sweep_folder_join_its_cells_and_commands(tmp_path):
+    sweep, dest = tmp_path / "sweep", tmp_path / "results" / "study_e_mnist"
+    config = {"trainer.max_epochs": 10, "data.batch_size": 128, "data.val_size": 0}
+    runs = [(sweep, "0", [], 42, 0.9910), (sweep / "seed43", "0", ["seed=43"], 43, 0.9920)]
+    for root, name, extra, seed, acc in runs:
+        _job(root, name, ["model=keras_fcn", *extra], acc, model="keras_fcn", reference="study_e/mnist", seed=seed,
+             config=config)  # fmt: skip
+        task = ", ".join(["experiment=study_e_mnist", *extra])
+        (root / "multirun.yaml").write_text(f"hydra:\n  overrides:\n    task: [{task}]\n")
+    assert report_main([str(sweep), "--no-write", "--publish", str(dest)]) == 0
+    fcn = _cells(sweep, "study_e/mnist")["FCN, MNIST"]
+    assert fcn["n"] == "2" and fcn["ours"] == "0.9915 ± 0.0007"
+    report = (dest / "report.md").read_text()
+    first, more = "python train.py experiment=study_e_mnist", "python train.py experiment=study_e_mnist seed=43"
+    assert f"- commands: `{first}`; `{more}`" in report

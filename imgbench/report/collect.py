@@ -150,4 +150,5 @@ def find_runs(root: str | Path) -> list[Run]:
 
 
 def _job_sort_key(path: Path) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in path.parts)
+    # job 2 before job 10, and a folder of more jobs (e.g. seed43/) after the jobs beside it
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts)

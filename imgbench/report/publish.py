@@ -26,13 +26,18 @@ def job_label(run: Run, keys: list[str]) -> str:
     return "".join(c if c.isalnum() or c in "=,.+-_" else "_" for c in label) or run.path.name
 
 
-def sweep_command(root: Path) -> str | None:
-    """The command that ran the sweep, from Hydra's ``multirun.yaml`` (None for a single run)."""
-    path = root / "multirun.yaml"
-    if not path.is_file():
-        return None
-    overrides = (yaml.safe_load(path.read_text()).get("hydra") or {}).get("overrides", {}).get("task") or []
-    return "python train.py " + " ".join(overrides)
+def sweep_commands(root: Path) -> list[str]:
+    """The commands that ran the sweeps under ``root``, from Hydra's ``multirun.yaml`` files.
+
+    ``root``'s own sweep comes first, then sweeps run into folders inside it (e.g. more seeds added later); a single
+    run has none.
+    """
+    paths = sorted(root.rglob("multirun.yaml"), key=lambda p: (len(p.relative_to(root).parts), str(p)))
+    commands = []
+    for path in paths:
+        overrides = (yaml.safe_load(path.read_text()).get("hydra") or {}).get("overrides", {}).get("task") or []
+        commands.append("python train.py " + " ".join(overrides))
+    return commands
 
 
 def provenance(report: Report) -> list[str]:
@@ -44,9 +49,12 @@ def provenance(report: Report) -> list[str]:
     threads = sorted({str(e.get("threads")) for e in envs if e.get("threads")})
     times = sorted(dt.datetime.fromtimestamp((r.path / "metrics.json").stat().st_mtime, dt.timezone.utc)
                    for r in finished)  # fmt: skip
-    command = sweep_command(report.root)
+    commands = sweep_commands(report.root)
     lines = ["## How these numbers were made", ""]
-    lines.append(f"- command: `{command}`" if command else "- command: (a single run; see its overrides above)")
+    if not commands:
+        lines.append("- command: (a single run; see its overrides above)")
+    else:
+        lines.append(f"- command{'s' if len(commands) > 1 else ''}: {'; '.join(f'`{c}`' for c in commands)}")
     lines.append(f"- commit: {', '.join(f'`{c}`' for c in commits) or 'not recorded'}")
     lines.append(f"- machine: {'; '.join(machines) or 'not recorded'} (torch threads: {', '.join(threads) or '?'})")
     if times:
