@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imgbench.checkpoint import AtomicCheckpointIO, read_checkpoint
+from imgbench.checkpoint import CONFIG_KEY, AtomicCheckpointIO, read_checkpoint
 from imgbench.compose import precheck
 from imgbench.config import validate
 from imgbench.errors import CheckpointError
@@ -73,6 +73,7 @@ def _run_until(args: list[str], run_dir: Path, step: int | None, sig: int = sign
 @needs_shared
 def test_killed_and_interrupted_runs_resume_to_identical_results(tmp_path):
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "interrupted"
+    started = time.perf_counter()
     rc, out = _run_until([*RESUMABLE, f"hydra.run.dir={ref_dir}"], ref_dir, None)
     assert rc == 0, out[-2000:]
     # SIGKILL mid-epoch, SIGKILL right after an epoch ended, Ctrl+C at an epoch's last batch, SIGTERM mid-epoch
@@ -91,6 +92,10 @@ def test_killed_and_interrupted_runs_resume_to_identical_results(tmp_path):
     rc, out = _run_until([f"resume={run_dir}"], run_dir, None)
     assert rc == 0, out[-2000:]
     assert_same_run(ref_dir, run_dir, steps=60)
+    # the training time and images count across mid-epoch resumes: at most this test's time, and 3 x 1000 images
+    assert 0 < json.loads((run_dir / "metrics.json").read_text())["train_seconds"] < time.perf_counter() - started
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)[CONFIG_KEY]
+    assert saved["train_images"] == 3000
 
 
 @needs_shared

@@ -164,9 +164,9 @@ class ImageClassifier(L.LightningModule):
         self.train_stats = TrainStats(self.train_metrics, self.train_loss)  # their cheap per-step updates
         skip_empty_hooks(self, L.LightningModule, TRAIN_BATCH_HOOKS)  # Lightning inspects the evaluation ones
         self.num_params = count_parameters(net)
-        self._epoch_start = 0.0
-        self._last_batch_end = 0.0
+        self._epoch_start = self._last_batch_end = 0.0  # the epoch's clock, from the start of its first batch
         self._epoch_images = 0
+        self._epoch_so_far = (0.0, 0)  # seconds and images of the epoch a mid-epoch checkpoint was saved in
         self._step_logged_at = -math.inf
         self.train_seconds = 0.0
         self.train_images = 0
@@ -276,9 +276,12 @@ class ImageClassifier(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.train_stats.flush()
+        self._start_epoch()
+
+    def _start_epoch(self, seconds: float = 0.0, images: int = 0) -> None:
         self._sum_losses_in_float64(self.train_loss)
-        self._epoch_start = self._last_batch_end = time.perf_counter()
-        self._epoch_images = 0
+        self._last_batch_end = time.perf_counter()
+        self._epoch_start, self._epoch_images = self._last_batch_end - seconds, images
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._last_batch_end = time.perf_counter()
@@ -357,6 +360,7 @@ class ImageClassifier(L.LightningModule):
             "config": self.run_config,
             "train_seconds": self.train_seconds,
             "train_images": self.train_images,
+            "epoch_so_far": [self._last_batch_end - self._epoch_start, self._epoch_images],
             "rng": rng_state(),  # dropout draws from the global generator: a resumed run must continue it
             "processes": self.trainer.world_size,
         }
@@ -373,10 +377,12 @@ class ImageClassifier(L.LightningModule):
         saved = checkpoint.get(CONFIG_KEY) or {}
         self.train_seconds = float(saved.get("train_seconds", 0.0))
         self.train_images = int(saved.get("train_images", 0))
+        self._epoch_so_far = tuple(saved.get("epoch_so_far", (0.0, 0)))
         self._rng_to_restore = saved.get("rng")
         self._summed_train_metrics = int(saved.get("processes", 1)) > 1
 
     def on_train_start(self) -> None:
+        self._start_epoch(*self._epoch_so_far)  # Lightning skips on_train_epoch_start when it resumes mid-epoch
         if self._summed_train_metrics and self.global_rank > 0:
             self.train_metrics.reset()  # the checkpoint's counts are all processes' and live on rank 0
         self._summed_train_metrics = False
