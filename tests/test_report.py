@@ -199,6 +199,16 @@ def test_one_run_tested_at_several_epochs_fills_each_epoch_cell(tmp_path):
     assert got == ["0.5500", "0.6000", "0.5800", "0.5700"]
     assert cells["original Net, Leaky ReLU, 10 epochs"]["ours"] == "not run"
     assert cells["original Net, ReLU, 10 epochs, no momentum"]["ours"] == "not run"
+    # a run stopped by a signal (resumable) and one still going say so in the cells they would fill
+    tutorial = {"trainer.max_epochs": 10, "data.val_size": 10000, "optimizer.momentum": 0.9}
+    leaky = {**tutorial, "model.activation": "leaky_relu"}
+    _job(tmp_path, "1", ["ablation=study_d/resnet"], None, status="interrupted",
+         choices={"data": "cifar10", "model": "resnet18"}, config=tutorial)  # fmt: skip
+    _job(tmp_path, "2", ["ablation=study_d/leaky_relu"], None, status="running",
+         choices={"data": "cifar10", "model": "lenet5"}, config=leaky)  # fmt: skip
+    cells = _cells(tmp_path, "study_d/epochs")
+    assert cells["ResNet (depth not stated; resnet18 here), 10 epochs"]["ours"] == "interrupted"
+    assert cells["original Net, Leaky ReLU, 10 epochs"]["ours"] == "running"
 
 
 def test_study_d_readings_of_gradient_descent_fill_their_own_cells(tmp_path):

@@ -192,8 +192,9 @@ class Report:
                 row["ours"] = ours.fmt(2 if cell.unit != "fraction" else 4)
                 row["diff"] = f"{ours.mean - cell.value:+.{2 if cell.unit != 'fraction' else 4}f}"
             else:
-                statuses = {r.status for r in matched}  # failed, or still running / killed (unfinished)
-                row["ours"] = ("failed" if "failed" in statuses else "running") if matched else "not run"
+                statuses = {r.status for r in matched}  # running, or killed without a word: unfinished
+                status = next((s for s in ("failed", "interrupted", "running") if s in statuses), "unfinished")
+                row["ours"] = status if matched else "not run"
                 row["diff"] = ""
             row["verdict"] = verdict(ours, cell.value, self.reference.tolerance)
             stand_ins = sorted({str(r.value("data")) for r in matched if how[id(r)] == "stand-in"})
