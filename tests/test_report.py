@@ -257,6 +257,8 @@ def test_results_table_lists_every_paper_cell_with_ours_where_published(tmp_path
     for seed, acc in ((1, 0.9915), (2, 0.9911)):
         _job(sweep, str(seed), ["model=keras_fcn", f"seed={seed}"], acc, model="keras_fcn", reference="study_e/mnist",
              config={"trainer.max_epochs": 10, "data.batch_size": 128, "data.val_size": 0})  # fmt: skip
+    _job(sweep, "3", ["model=keras_cnn"], None, status="interrupted", model="keras_cnn", reference="study_e/mnist",
+         config={"trainer.max_epochs": 10, "data.batch_size": 128, "data.val_size": 0})  # fmt: skip
     results = tmp_path / "results"
     assert report_main([str(sweep), "--no-write", "--publish", str(results / "study_e_mnist")]) == 0
     (results / "costs.yaml").write_text("study_c/ablation: 70 runs, about 9 h on one GPU\n")

@@ -23,7 +23,7 @@ def published(results: Path) -> dict[tuple[str, str], dict[str, str]]:
     for path in sorted(results.glob("*/comparison.csv")):
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
-                if row.get("table") and row.get("ours") not in (None, "", "not run"):
+                if row.get("table") and row.get("n") not in (None, "", "0"):  # a number, not "running" or "failed"
                     rows[(row["table"], row["cell"])] = {**row, "folder": path.parent.name}
     return rows
 
