@@ -92,7 +92,11 @@ def load(name: str) -> ReferenceTable:
     unit = spec.get("unit", "fraction")
     if unit not in UNITS:
         raise ValueError(f"{path}: unit must be one of {UNITS}")
-    for c in spec["cells"]:
+    # a table run in several readings of what the paper leaves open: each cell once per reading, its label suffixed
+    readings = spec.get("readings") or [{"suffix": "", "setting": {}}]
+    specs = [{**c, "label": c["label"] + r["suffix"], "setting": {**c["setting"], **r["setting"]}}
+             for r in readings for c in spec["cells"]]  # fmt: skip
+    for c in specs:
         if not any(k in c["setting"] for k in DATA_KEYS):  # a cell without its dataset would take any dataset's run
             raise ValueError(f"{path}: cell '{c['label']}' of table '{table}' does not name its data (data: <name>)")
     cells = [
@@ -104,7 +108,7 @@ def load(name: str) -> ReferenceTable:
             unit=c.get("unit", unit),
             time_s=c.get("time_s"),
         )
-        for c in spec["cells"]
+        for c in specs
     ]
     return ReferenceTable(
         name,
