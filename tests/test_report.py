@@ -198,7 +198,7 @@ def test_one_run_tested_at_several_epochs_fills_each_epoch_cell(tmp_path):
     got = [cells[f"original Net, ReLU, {e} epochs"]["ours"] for e in (10, 30, 60, 100)]
     assert got == ["0.5500", "0.6000", "0.5800", "0.5700"]
     assert cells["original Net, Leaky ReLU, 10 epochs"]["ours"] == "not run"
-    assert cells["original Net, ReLU, 10 epochs, no momentum"]["ours"] == "not run"
+    assert "original Net, ReLU, 10 epochs, no momentum" not in cells  # plain SGD's reading: study_d_no_momentum's
     # a run stopped by a signal (resumable) and one still going say so in the cells they would fill
     tutorial = {"trainer.max_epochs": 10, "data.val_size": 10000, "optimizer.momentum": 0.9}
     leaky = {**tutorial, "model.activation": "leaky_relu"}
@@ -217,12 +217,18 @@ def test_study_d_readings_of_gradient_descent_fill_their_own_cells(tmp_path):
          config={**config, "optimizer.momentum": 0.0}, test_epochs={"10": {"test/acc": 0.55}})  # fmt: skip
     cells = _cells(tmp_path, "study_d/epochs")
     assert [cells[f"original Net, ReLU, {e} epochs, no momentum"]["ours"] for e in (10, 30)] == ["0.5500", "0.6300"]
-    assert cells["original Net, ReLU, 30 epochs"]["ours"] == "not run"  # the tutorial's momentum 0.9 cell
+    assert cells["original Net, Swish, 30 epochs, no momentum"]["ours"] == "not run"
+    # the tutorial's momentum 0.9 cells belong to another experiment: named in one line, not listed as not run
+    assert len(cells) == 17 and "original Net, ReLU, 30 epochs" not in cells
+    report = build_report(tmp_path, reference="study_d/epochs").markdown()
+    assert "Not listed: the 17 cells read with `optimizer.momentum=0.9`, which no run here has " \
+           "(`experiment=study_d` runs them)." in report  # fmt: skip
     _job(tmp_path, "1", ["ablation=study_d/relu"], 0.57, choices={"data": "cifar10", "model": "lenet5"},
          config={**config, "optimizer.momentum": 0.9})  # fmt: skip
     cells = _cells(tmp_path, "study_d/epochs")
     assert cells["original Net, ReLU, 30 epochs"]["ours"] == "0.5700"
     assert cells["original Net, ReLU, 30 epochs, no momentum"]["ours"] == "0.6300"
+    assert len(cells) == 34 and "Not listed" not in build_report(tmp_path, reference="study_d/epochs").markdown()
 
 
 def test_publish_writes_the_report_provenance_and_curves_but_no_checkpoint(tmp_path):

@@ -28,6 +28,8 @@ class Cell:
     metric: str
     unit: str
     time_s: float | None = None
+    reading: dict[str, Any] = field(default_factory=dict)  # the setting of the table's reading this cell is in
+    reading_experiment: str = ""  # the experiment that runs that reading
 
 
 @dataclass
@@ -94,7 +96,7 @@ def load(name: str) -> ReferenceTable:
         raise ValueError(f"{path}: unit must be one of {UNITS}")
     # a table run in several readings of what the paper leaves open: each cell once per reading, its label suffixed
     readings = spec.get("readings") or [{"suffix": "", "setting": {}}]
-    specs = [{**c, "label": c["label"] + r["suffix"], "setting": {**c["setting"], **r["setting"]}}
+    specs = [{**c, "label": c["label"] + r["suffix"], "setting": {**c["setting"], **r["setting"]}, "reading": r}
              for r in readings for c in spec["cells"]]  # fmt: skip
     for c in specs:
         if not any(k in c["setting"] for k in DATA_KEYS):  # a cell without its dataset would take any dataset's run
@@ -107,6 +109,8 @@ def load(name: str) -> ReferenceTable:
             metric=c.get("metric", spec.get("metric", "test/acc")),
             unit=c.get("unit", unit),
             time_s=c.get("time_s"),
+            reading=dict(c["reading"]["setting"]),
+            reading_experiment=c["reading"].get("experiment", ""),
         )
         for c in specs
     ]
