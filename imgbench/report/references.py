@@ -19,6 +19,15 @@ DATA_KEYS = ("data", "data.name")  # every cell names its dataset by one of thes
 
 
 @dataclass
+class Reading:
+    """One way a table is run where its paper leaves a choice open (a table without readings has one, empty)."""
+
+    suffix: str = ""  # appended to each cell's label
+    setting: dict[str, Any] = field(default_factory=dict)  # added to each cell's setting
+    experiment: str = ""  # the experiment that runs it
+
+
+@dataclass
 class Cell:
     """One number of a paper's table and the setting it belongs to."""
 
@@ -28,8 +37,7 @@ class Cell:
     metric: str
     unit: str
     time_s: float | None = None
-    reading: dict[str, Any] = field(default_factory=dict)  # the setting of the table's reading this cell is in
-    reading_experiment: str = ""  # the experiment that runs that reading
+    reading: Reading = field(default_factory=Reading)  # the table's reading this cell is in
 
 
 @dataclass
@@ -42,7 +50,8 @@ class ReferenceTable:
         caption: the table's caption.
         source: where in the paper the numbers are.
         note: how the numbers are to be read, on one line.
-        cells: the table's numbers.
+        cells: the table's numbers, each once per reading.
+        readings: the ways the table is run (one, empty, where the paper leaves nothing open).
         tolerance: the spread the paper itself shows for one setting (in its unit): a number of ours within it of
             the paper's reproduces it; None where the paper gives none.
     """
@@ -54,6 +63,7 @@ class ReferenceTable:
     note: str
     cells: list[Cell] = field(default_factory=list)
     tolerance: float | None = None  # the paper's own spread for one setting, in its unit (None: not stated)
+    readings: list[Reading] = field(default_factory=lambda: [Reading()])
 
 
 def available() -> list[str]:
@@ -95,8 +105,8 @@ def load(name: str) -> ReferenceTable:
     if unit not in UNITS:
         raise ValueError(f"{path}: unit must be one of {UNITS}")
     # a table run in several readings of what the paper leaves open: each cell once per reading, its label suffixed
-    readings = spec.get("readings") or [{"suffix": "", "setting": {}}]
-    specs = [{**c, "label": c["label"] + r["suffix"], "setting": {**c["setting"], **r["setting"]}, "reading": r}
+    readings = [Reading(**r) for r in spec.get("readings") or [{}]]
+    specs = [{**c, "label": c["label"] + r.suffix, "setting": {**c["setting"], **r.setting}, "reading": r}
              for r in readings for c in spec["cells"]]  # fmt: skip
     for c in specs:
         if not any(k in c["setting"] for k in DATA_KEYS):  # a cell without its dataset would take any dataset's run
@@ -109,8 +119,7 @@ def load(name: str) -> ReferenceTable:
             metric=c.get("metric", spec.get("metric", "test/acc")),
             unit=c.get("unit", unit),
             time_s=c.get("time_s"),
-            reading=dict(c["reading"]["setting"]),
-            reading_experiment=c["reading"].get("experiment", ""),
+            reading=c["reading"],
         )
         for c in specs
     ]
@@ -122,6 +131,7 @@ def load(name: str) -> ReferenceTable:
         " ".join(str(data.get("note", "")).split()),
         cells,
         spec.get("tolerance"),
+        readings,
     )
 
 

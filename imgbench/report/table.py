@@ -13,7 +13,7 @@ from typing import Any
 
 from ..io import write_text
 from .collect import Run, find_runs
-from .references import Cell, ReferenceTable, load, match, to_unit
+from .references import Reading, ReferenceTable, load, match, to_unit
 
 
 @dataclass
@@ -175,17 +175,15 @@ class Report:
 
     # ------------------------------------------------------------------ the paper's table beside ours
 
-    def cells_elsewhere(self) -> list[Cell]:
-        """The paper's cells of a reading no run here has: another experiment runs them, so they are not listed.
+    def readings_elsewhere(self) -> list[Reading]:
+        """The table's readings no run here has: another experiment runs their cells, so they are not listed.
 
         A table run in several readings (e.g. study D with and without momentum) shows only the readings some run
         of this report has; with no run in any reading, every cell is listed (as not run).
         """
-        if self.reference is None:
-            return []
-        cells = [c for c in self.reference.cells if c.reading]
-        here = {id(c) for c in cells if any(match(r, c.reading) for r in self.runs)}
-        return [c for c in cells if id(c) not in here] if here else []
+        readings = self.reference.readings if self.reference else []
+        here = [r for r in readings if any(match(run, r.setting) for run in self.runs)]
+        return [r for r in readings if r not in here] if here else []
 
     def comparison(self) -> list[dict[str, Any]]:
         """The paper's table beside ours: one row per paper cell (empty without a reference table)."""
@@ -193,8 +191,8 @@ class Report:
             return []
         out = []
         views = [view for r in self.runs for view in r.at_epochs()]  # test_epochs: a run fills several cells
-        elsewhere = {id(c) for c in self.cells_elsewhere()}
-        for cell in (c for c in self.reference.cells if id(c) not in elsewhere):
+        elsewhere = self.readings_elsewhere()
+        for cell in (c for c in self.reference.cells if c.reading not in elsewhere):
             how = {id(r): m for r in views if (m := match(r, cell.setting))}
             exact = [r for r in views if how.get(id(r)) == "exact"]
             matched = exact or [r for r in views if id(r) in how]  # stand-in runs only where no exact run is
@@ -251,12 +249,11 @@ class Report:
                 "seed where the paper states no spread, so nothing to judge the difference by.",
                 "",
             ]
-            elsewhere = self.cells_elsewhere()
-            for setting in {tuple(c.reading.items()): c.reading for c in elsewhere}.values():
-                of = [c for c in elsewhere if c.reading == setting]
-                where = f" (`experiment={of[0].reading_experiment}` runs them)" if of[0].reading_experiment else ""
-                read = ", ".join(f"{k}={v}" for k, v in setting.items())
-                lines += [f"Not listed: the {len(of)} cells read with `{read}`, which no run here has{where}.", ""]
+            for reading in self.readings_elsewhere():
+                n = sum(c.reading == reading for c in ref.cells)
+                where = f" (`experiment={reading.experiment}` runs them)" if reading.experiment else ""
+                read = ", ".join(f"{k}={v}" for k, v in reading.setting.items())
+                lines += [f"Not listed: the {n} cells read with `{read}`, which no run here has{where}.", ""]
         if self.failures():
             lines += ["## Runs that did not finish", ""]
             for r in self.failures():
